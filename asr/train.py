@@ -1,0 +1,232 @@
+"""Training recipe: data, model, CTC loop, evaluation, checkpoint. One process on CPU, or DDP under torchrun.
+
+    python -m asr train --train data/synth/train.jsonl --dev data/synth/dev.jsonl --out runs/small
+    torchrun --nproc_per_node 2 -m asr train ...      # DistributedDataParallel (gloo on CPU, nccl on GPU)
+
+Resumable: re-running with the same --out continues from runs/.../resume.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from asr.checkpoint import save_checkpoint
+from asr.data.augment import AugmentConfig, SpecAugment, WaveformAugmenter
+from asr.data.batching import LengthBatchSampler
+from asr.data.dataset import SpeechDataset, collate_batch
+from asr.data.manifest import read_manifest
+from asr.decoding import GreedyDecoder
+from asr.device import resolve_device
+from asr.features import FeatureConfig
+from asr.model import NAMED_CONFIGS, DeepSpeech2, count_parameters
+
+
+@dataclass
+class TrainConfig:
+    train_manifest: str = ""
+    dev_manifest: str = ""
+    out_dir: str = "runs/small"
+    model: str = "small"
+    epochs: int = 20
+    batch_seconds: float = 64.0  # padded audio per batch
+    max_batch_size: int = 32
+    learning_rate: float = 1.5e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 300
+    grad_clip: float = 5.0
+    augment: bool = True
+    spec_augment: bool = True
+    seed: int = 0
+    num_workers: int = 1
+    device: str = "auto"
+    max_steps: int = 0  # stop after this many optimizer steps (0: no limit); for tests and smoke runs
+    dev_limit: int = 400  # dev utterances decoded each epoch
+    stats_utterances: int = 200  # utterances used for the feature normalisation statistics
+    log_every: int = 25
+
+
+@dataclass
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> DistributedContext:
+    """torchrun sets WORLD_SIZE/RANK; a plain `python -m asr train` runs as a world of one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistributedContext()
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def feature_statistics(dataset: SpeechDataset, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mel mean and std over a sample of clean training utterances; stored in the model for streaming."""
+    indices = random.Random(seed).sample(range(len(dataset)), min(count, len(dataset)))
+    frames = torch.cat([dataset[i][0] for i in indices])
+    return frames.mean(dim=0), frames.std(dim=0).clamp(min=1e-3)
+
+
+def learning_rate_at(step: int, config: TrainConfig, total_steps: int) -> float:
+    """Linear warmup, then cosine decay to 5 % of the peak."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    return config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate_greedy(model: DeepSpeech2, dataset: SpeechDataset, device: torch.device, limit: int) -> dict:
+    """Greedy WER/CER (jiwer) on up to `limit` utterances."""
+    model.eval()
+    decoder, references, hypotheses = GreedyDecoder(), [], []
+    for index in range(min(limit, len(dataset))):
+        features, _ = dataset[index]
+        log_probs, _ = model(features[None].to(device), torch.tensor([len(features)], device=device))
+        hypotheses.append(decoder.decode(log_probs[0].cpu().numpy()).text)
+        references.append(dataset.entries[index].text)
+    model.train()
+    return {"wer": jiwer.wer(references, hypotheses), "cer": jiwer.cer(references, hypotheses), "example": (references[0], hypotheses[0]) if references else None}
+
+
+def train(config: TrainConfig) -> Path:
+    device = resolve_device(config.device)
+    context = setup_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    torch.manual_seed(config.seed)
+    out_dir = Path(config.out_dir)
+    feature_config = FeatureConfig()
+
+    # Data
+    train_entries = read_manifest(config.train_manifest)
+    dev_entries = read_manifest(config.dev_manifest) if config.dev_manifest else []
+    augmenter = WaveformAugmenter(AugmentConfig(), seed=config.seed + context.rank) if config.augment else None
+    train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=SpecAugment() if config.spec_augment else None)
+    dev_set = SpeechDataset(dev_entries, feature_config)
+    sampler = LengthBatchSampler([e.duration for e in train_entries], config.batch_seconds, config.max_batch_size,
+                                 sortagrad=True, seed=config.seed, num_replicas=context.world_size, rank=context.rank)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate_batch,
+                                         num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
+
+    # Model, optimizer, resume
+    model = DeepSpeech2(NAMED_CONFIGS[config.model]).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    resume_path = out_dir / "resume.pt"
+    start_epoch, step, best_cer = 0, 0, float("inf")
+    if resume_path.exists():
+        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start_epoch, step, best_cer = saved["epoch"], saved["step"], saved["best_cer"]
+    else:
+        mean, std = feature_statistics(SpeechDataset(train_entries, feature_config), config.stats_utterances, config.seed)
+        model.feature_mean.copy_(mean.to(device))
+        model.feature_std.copy_(std.to(device))
+    if context.world_size > 1:
+        # Every rank starts from rank 0's weights and normalisation statistics.
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            dist.broadcast(tensor.data, src=0)
+    trainer = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if context.world_size > 1 else model
+    total_steps = config.max_steps or config.epochs * len(sampler)
+    ctc_loss = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    metrics_path = out_dir / "metrics.csv"
+    if context.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        print(f"model {config.model}: {count_parameters(model) / 1e6:.2f}M parameters; {len(train_entries)} train utterances "
+              f"({sum(e.duration for e in train_entries) / 3600:.2f} h); {len(sampler)} batches/epoch per rank; device {device}; world {context.world_size}")
+
+    started = time.time()
+    for epoch in range(start_epoch, config.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        progress = tqdm(loader, desc=f"epoch {epoch}", disable=not context.is_main, dynamic_ncols=True, mininterval=5)
+        audio_seconds, loss_sum, loss_count = 0.0, 0.0, 0
+        for batch in progress:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(step, config, total_steps)
+            log_probs, output_lengths = trainer(batch.features.to(device), batch.feature_lengths.to(device))
+            loss = ctc_loss(log_probs.transpose(0, 1), batch.targets.to(device), output_lengths, batch.target_lengths.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            audio_seconds += float(batch.feature_lengths.sum()) * feature_config.frame_seconds
+            loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+            if context.is_main and step % config.log_every == 0:
+                progress.set_postfix(loss=f"{loss_sum / loss_count:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            if config.max_steps and step >= config.max_steps:
+                break
+        if context.is_main:
+            scores = evaluate_greedy(model, dev_set, device, config.dev_limit) if len(dev_set) else {"wer": float("nan"), "cer": float("nan"), "example": None}
+            elapsed = time.time() - started
+            _append_metrics(metrics_path, {"epoch": epoch, "step": step, "train_loss": loss_sum / max(1, loss_count),
+                                           "dev_wer": scores["wer"], "dev_cer": scores["cer"], "lr": optimizer.param_groups[0]["lr"],
+                                           "audio_seconds": audio_seconds, "wall_seconds": elapsed})
+            print(f"epoch {epoch}: loss {loss_sum / max(1, loss_count):.3f} dev WER {scores['wer']:.3f} CER {scores['cer']:.3f} "
+                  f"({elapsed / 60:.1f} min) e.g. {scores['example']}", flush=True)
+            info = {"train_config": asdict(config), "epochs_done": epoch + 1, "steps": step, "dev_wer": scores["wer"],
+                    "dev_cer": scores["cer"], "train_hours": sum(e.duration for e in train_entries) / 3600, "wall_seconds": elapsed}
+            save_checkpoint(out_dir / "last.pt", model, feature_config, info)
+            if scores["cer"] <= best_cer:
+                best_cer = scores["cer"]
+                save_checkpoint(out_dir / "best.pt", model, feature_config, info)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                        "step": step, "best_cer": best_cer}, resume_path)
+        if config.max_steps and step >= config.max_steps:
+            break
+    if context.world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out_dir / "best.pt"
+
+
+def _append_metrics(path: Path, row: dict) -> None:
+    new_file = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for field in fields(TrainConfig):
+        if field.name in ("train_manifest", "dev_manifest", "out_dir"):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            kind = {"int": int, "float": float}.get(field.type, str)
+            parser.add_argument(flag, type=kind, default=field.default)
+    parser.add_argument("--train", dest="train_manifest", required=True, help="training manifest (JSON lines)")
+    parser.add_argument("--dev", dest="dev_manifest", default="", help="dev manifest for per-epoch WER/CER")
+    parser.add_argument("--out", dest="out_dir", default=TrainConfig.out_dir, help="run folder (checkpoints, metrics.csv)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    best = train(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best checkpoint: {best}")
+    return 0
