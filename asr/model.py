@@ -208,15 +208,14 @@ class DeepSpeech2(nn.Module):
             conv_pending.append(x[:, :, count * conv.time_stride :])
             x = conv(x[:, :, : (count - 1) * conv.time_stride + conv.time_kernel]) if count else x.new_zeros(x.shape[0], conv.conv.out_channels, 0, self._conv_freq(conv, x.shape[3]))
         x = self._flatten(x)
+        if x.shape[1] == 0:  # not enough frames yet for one output frame
+            empty = x.new_zeros(x.shape[0], 0, self.config.num_labels)
+            return empty, replace(state, conv_pending=conv_pending)
         hidden = []
-        if x.shape[1] > 0:
-            for rnn, h in zip(self.rnns, state.rnn_hidden):
-                x, h = rnn(x, h)
-                hidden.append(h)
-        else:
-            hidden = list(state.rnn_hidden)
-        new_state = StreamState(conv_pending, hidden, state.lookahead_pending, state.frames_out)
-        return self._emit_lookahead(x, new_state)
+        for rnn, h in zip(self.rnns, state.rnn_hidden):
+            x, h = rnn(x, h)
+            hidden.append(h)
+        return self._emit_lookahead(x, replace(state, conv_pending=conv_pending, rnn_hidden=hidden))
 
     @torch.no_grad()
     def finish(self, state: StreamState) -> tuple[torch.Tensor, StreamState]:

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig
+
+
+def random_eval_model(config: ModelConfig, seed: int = 0) -> DeepSpeech2:
+    """A randomly initialised model in eval mode with non-trivial BatchNorm statistics and normalisation."""
+    torch.manual_seed(seed)
+    model = DeepSpeech2(config)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.feature_mean.uniform_(-1, 1)
+    model.feature_std.uniform_(0.5, 2)
+    return model.eval()
+
+
+MODELS = {name: random_eval_model(NAMED_CONFIGS[name]) for name in ("small", "large", "tiny")}
+MODELS["lstm"] = random_eval_model(ModelConfig(rnn_type="lstm", rnn_hidden=64, rnn_layers=2, lookahead_frames=3))
+
+
+def streamed_log_probs(model: DeepSpeech2, features: torch.Tensor, chunk_sizes: list[int]) -> torch.Tensor:
+    state, outputs, start = model.initial_state(), [], 0
+    for size in chunk_sizes:
+        log_probs, state = model.step(features[:, start : start + size], state)
+        outputs.append(log_probs)
+        start += size
+    log_probs, state = model.finish(state)
+    outputs.append(log_probs)
+    return torch.cat(outputs, dim=1)
+
+
+def chunks_from(sizes: list[int], total: int) -> list[int]:
+    result, used = [], 0
+    for size in sizes:
+        if used >= total:
+            break
+        result.append(min(size, total - used))
+        used += result[-1]
+    if used < total:
+        result.append(total - used)
+    return result
+
+
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(["small", "large", "lstm"]), frames=st.integers(1, 160), sizes=st.lists(st.integers(1, 45), min_size=1, max_size=40))
+def test_streaming_equals_offline_for_random_chunkings(name, frames, sizes):
+    model = MODELS[name]
+    features = torch.randn(1, frames, model.config.n_mels)
+    with torch.no_grad():
+        offline, lengths = model(features, torch.tensor([frames]))
+    streamed = streamed_log_probs(model, features, chunks_from(sizes, frames))
+    assert streamed.shape == offline.shape
+    assert int(lengths[0]) == offline.shape[1]
+    torch.testing.assert_close(streamed, offline, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16, 50])
+def test_one_frame_and_fixed_chunks(chunk):
+    model = MODELS["small"]
+    features = torch.randn(1, 131, model.config.n_mels)
+    with torch.no_grad():
+        offline, _ = model(features, torch.tensor([131]))
+    streamed = streamed_log_probs(model, features, chunks_from([chunk] * 200, 131))
+    torch.testing.assert_close(streamed, offline, atol=1e-4, rtol=0)
+
+
+def test_padded_batch_matches_single_utterances():
+    """Padding in a batch must not leak into shorter utterances (masking before the lookahead)."""
+    model = MODELS["small"]
+    lengths = [97, 40, 13]
+    batch = torch.randn(3, 97, model.config.n_mels)
+    with torch.no_grad():
+        batched, out_lengths = model(batch, torch.tensor(lengths))
+        for row, length in enumerate(lengths):
+            single, _ = model(batch[row : row + 1, :length], torch.tensor([length]))
+            torch.testing.assert_close(batched[row : row + 1, : int(out_lengths[row])], single, atol=1e-4, rtol=0)
+
+
+def test_step_does_not_modify_the_state_it_was_given():
+    model = MODELS["tiny"]
+    state = model.initial_state()
+    _, state = model.step(torch.randn(1, 20, model.config.n_mels), state)
+    snapshot = [t.clone() for t in state.conv_pending] + [state.rnn_hidden[0].clone()]
+    model.step(torch.randn(1, 20, model.config.n_mels), state)
+    for before, after in zip(snapshot, state.conv_pending + [state.rnn_hidden[0]]):
+        assert torch.equal(before, after)
+
+
+def test_named_configs_have_the_promised_shape():
+    assert len(NAMED_CONFIGS["large"].conv_channels) == 3 and NAMED_CONFIGS["large"].rnn_layers == 7
+    assert len(NAMED_CONFIGS["small"].conv_channels) == 3
+    small_params = sum(p.numel() for p in MODELS["small"].parameters())
+    assert small_params * 2 < 10 * 1024 * 1024, "small must fit under 10 MB in float16"
+    assert MODELS["small"].config.time_subsampling == 4
+
+
+def test_config_round_trip():
+    config = NAMED_CONFIGS["large"]
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"bogus": 1})
