@@ -41,7 +41,7 @@ def _state_digest(state_dict: dict) -> str:
     """SHA-256 over parameter names and bytes: detects weights edited after saving."""
     digest = hashlib.sha256()
     for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
+        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")

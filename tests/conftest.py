@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny random checkpoint, and spoken test clips made with espeak-ng when it is installed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from asr.checkpoint import save_checkpoint
+from asr.features import FeatureConfig
+from asr.model import NAMED_CONFIGS, DeepSpeech2
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised tiny model saved in the real format (fast to load and run)."""
+    torch.manual_seed(0)
+    model = DeepSpeech2(NAMED_CONFIGS["tiny"]).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, FeatureConfig(), {"note": "random weights for tests"})
+    return path
+
+
+def speak(text: str, path: Path, voice: str = "en-us", rate: int = 16000) -> Path:
+    """Synthesize `text` with espeak-ng into a WAV at `rate`."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
+    samples, native_rate = soundfile.read(str(raw), dtype="float32")
+    raw.unlink()
+    if native_rate != rate:
+        import torchaudio
+
+        samples = torchaudio.functional.resample(torch.from_numpy(samples), native_rate, rate).numpy()
+    soundfile.write(str(path), samples, rate)
+    return path
+
+
+@pytest.fixture(scope="session")
+def spoken_clip(tmp_path_factory) -> Path:
+    return speak("the quick brown fox jumps over the lazy dog", tmp_path_factory.mktemp("clips") / "fox.wav")
+
+
+@pytest.fixture()
+def noise_wav(tmp_path) -> Path:
+    path = tmp_path / "noise.wav"
+    soundfile.write(str(path), (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32), 16000)
+    return path
