@@ -1,0 +1,109 @@
+"""The synthetic corpus: held-out voices and sentences, real engine audio, manifests, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from asr.data import synth
+from asr.data.sentences import FORTUNES_DIR
+from asr.text import normalize
+
+ENGINES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+needs_engines = pytest.mark.skipif(not all(shutil.which(tool) for tool in ENGINES.values()) or not FORTUNES_DIR.is_dir(),
+                                   reason="needs espeak-ng, flite, festival and fortunes (Debian packages)")
+
+
+def test_held_out_voices_never_speak_in_train():
+    voices = synth.voice_inventory()
+    ids = {split: {v.id for v in voices if v.split == split} for split in synth.SPLITS}
+    assert not ids["train"] & ids["dev"] and not ids["train"] & ids["test"] and not ids["dev"] & ids["test"]
+    assert len(ids["train"]) + len(ids["dev"]) + len(ids["test"]) == len(voices)
+    for split in ("dev", "test"):
+        held_out = [v for v in voices if v.split == split]
+        assert {"espeak", "flite"} <= {v.engine for v in held_out}
+        # the held-out espeak timbres (variants) are not heard in train with any accent
+        assert not {v.name.split("+")[1] for v in held_out if v.engine == "espeak"} & set(synth.ESPEAK_VARIANTS["train"])
+    assert any(v.engine == "festival" for v in voices if v.split == "test")
+
+
+def test_only_sentences_spoken_as_spelled_are_used():
+    assert synth.speakable("you can't always get what you want")
+    assert not synth.speakable("mr smith went to washington")
+    assert not synth.speakable("watch the nbc news")
+    assert not synth.speakable("henry viii had six wives")
+
+
+@needs_engines
+def test_plan_is_deterministic_prefix_stable_and_split_pure():
+    shares = dict(synth.DEFAULT_SHARES)
+    small = synth.plan({"train": 60, "test": 60}, shares, seed=3)
+    large = synth.plan({"train": 240, "test": 60}, shares, seed=3)
+    assert small == synth.plan({"train": 60, "test": 60}, shares, seed=3)
+    assert large["train"][: len(small["train"])] == small["train"]
+    assert small["train"] != synth.plan({"train": 60}, shares, seed=4)["train"]
+    sentences = synth.split_sentences()
+    assert all(u.text in sentences["test"] and u.voice.split == "test" for u in large["test"])
+    assert all(u.text in sentences["train"] and u.voice.split == "train" for u in large["train"])
+
+
+@needs_engines
+@pytest.mark.parametrize("voice", [synth.Voice("espeak", "en-gb-scotland+f4", "test"), synth.Voice("flite", "slt", "train"),
+                                   synth.Voice("festival", "ked_diphone", "test"), synth.Voice("festival", "cmu_us_slt_arctic_hts", "train")],
+                         ids=lambda voice: voice.id)
+def test_each_engine_speaks_with_rate_and_pitch(voice):
+    slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
+    slow_audio, fast_audio = synth.render(slow), synth.render(fast)
+    assert 0.8 < len(fast_audio) / synth.SAMPLE_RATE < len(slow_audio) / synth.SAMPLE_RATE < 5.0
+    assert abs(slow_audio).max() > 0.05
+
+
+def manifest(out: Path, split: str) -> list[dict]:
+    return [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    assert synth.main(["--hours", str(12 / 3600), "--dev-hours", str(4 / 3600), "--test-hours", str(4 / 3600),
+                       "--workers", "1", "--seed", "5", "--out", str(out)]) == 0
+    return out
+
+
+@needs_engines
+def test_tiny_corpus_has_16k_wavs_and_design_manifests(corpus):
+    sentences = synth.split_sentences()
+    voices = {v.id: v.split for v in synth.voice_inventory()}
+    for split in synth.SPLITS:
+        records = manifest(corpus, split)
+        assert records and sum(r["duration"] for r in records) > 2.0
+        for record in records:
+            assert set(record) == {"audio_filepath", "duration", "text"}
+            info = soundfile.info(corpus / record["audio_filepath"])
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            assert record["duration"] == pytest.approx(info.duration, abs=1e-3)
+            assert record["text"] == normalize(record["text"]) and record["text"] in sentences[split]
+            assert voices[Path(record["audio_filepath"]).parent.name] == split
+
+
+@needs_engines
+def test_resume_repairs_a_crash_without_duplicates(corpus):
+    train = corpus / "train.jsonl"
+    lines = train.read_text().splitlines(keepends=True)
+    lost_line = json.loads(lines[0])  # wav written, manifest line lost
+    lost_wav = json.loads(lines[1])  # neither wav nor line
+    (corpus / lost_wav["audio_filepath"]).unlink()
+    train.write_text("".join(lines[2:]) + '{"audio_filepath": "train/x')  # half-written last line
+    before = {split: manifest(corpus, split) if split != "train" else None for split in synth.SPLITS}
+    synth.main(["--hours", str(12 / 3600), "--dev-hours", str(4 / 3600), "--test-hours", str(4 / 3600),
+                "--workers", "1", "--seed", "5", "--out", str(corpus)])
+    records = manifest(corpus, "train")
+    paths = [r["audio_filepath"] for r in records]
+    assert len(paths) == len(set(paths)) == len(lines)
+    assert {lost_line["audio_filepath"], lost_wav["audio_filepath"]} <= set(paths)
+    assert manifest(corpus, "dev") == before["dev"] and manifest(corpus, "test") == before["test"]
+    assert not list(corpus.rglob("*.partial"))
