@@ -57,6 +57,7 @@ class TrainConfig:
     dev_limit: int = 400  # dev utterances decoded each epoch
     stats_utterances: int = 200  # utterances used for the feature normalisation statistics
     log_every: int = 25
+    eval_every: int = 1  # epochs between dev evaluations and checkpoints (the last epoch always gets one)
 
 
 @dataclass
@@ -176,7 +177,8 @@ def train(config: TrainConfig) -> Path:
                 progress.set_postfix(loss=f"{loss_sum / loss_count:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if config.max_steps and step >= config.max_steps:
                 break
-        if context.is_main:
+        last_epoch = epoch + 1 == config.epochs or bool(config.max_steps and step >= config.max_steps)
+        if context.is_main and ((epoch + 1) % config.eval_every == 0 or last_epoch):
             scores = evaluate_greedy(model, dev_set, device, config.dev_limit) if len(dev_set) else {"wer": float("nan"), "cer": float("nan"), "example": None}
             elapsed = time.time() - started
             _append_metrics(metrics_path, {"epoch": epoch, "step": step, "train_loss": loss_sum / max(1, loss_count),
@@ -195,9 +197,21 @@ def train(config: TrainConfig) -> Path:
         if config.max_steps and step >= config.max_steps:
             break
     if context.world_size > 1:
+        # DDP keeps replicas identical by construction; print each rank's checksum so a drift is visible.
+        print(f"rank {context.rank} final weights checksum {weights_checksum(model)}", flush=True)
         dist.barrier()
         dist.destroy_process_group()
     return out_dir / "best.pt"
+
+
+def weights_checksum(model: torch.nn.Module) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _append_metrics(path: Path, row: dict) -> None:
