@@ -1,0 +1,66 @@
+"""The real command line, run as a subprocess: output contract, chunked == offline, bad files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import REPO_ROOT
+
+
+def run_cli(*args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "asr", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, env=env)
+
+
+def test_json_output_and_chunked_equals_offline(tiny_checkpoint, spoken_clip):
+    offline = run_cli("transcribe", "--json", "--no-lm", "--model", tiny_checkpoint, spoken_clip)
+    assert offline.returncode == 0, offline.stderr
+    record = json.loads(offline.stdout.strip())
+    assert set(record) == {"file", "duration_s", "greedy", "beam", "rtf"}
+    assert record["duration_s"] == pytest.approx(soundfile.info(str(spoken_clip)).duration, abs=1e-3)
+    for chunk_ms in (160, 500):
+        chunked = run_cli("transcribe", "--json", "--no-lm", "--model", tiny_checkpoint, "--chunk-ms", chunk_ms, spoken_clip)
+        assert chunked.returncode == 0, chunked.stderr
+        streamed = json.loads(chunked.stdout.strip())
+        assert (streamed["greedy"], streamed["beam"]) == (record["greedy"], record["beam"])
+
+
+def test_bad_file_reports_one_line_and_others_still_run(tiny_checkpoint, spoken_clip, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio")
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(spoken_clip.read_bytes()[:30])
+    result = run_cli("transcribe", "--json", "--no-lm", "--model", tiny_checkpoint, empty, spoken_clip, text, truncated, tmp_path / "missing.wav")
+    assert result.returncode != 0
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [line["file"] for line in lines] == [str(spoken_clip)]
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 4 and all(e.startswith("error: ") for e in errors), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "empty" in errors[0] and "missing.wav" in errors[3]
+
+
+def test_missing_model_and_missing_lm(tiny_checkpoint, spoken_clip, tmp_path):
+    result = run_cli("transcribe", "--model", tmp_path / "none.pt", spoken_clip)
+    assert result.returncode == 2 and "none.pt" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("transcribe", "--json", "--model", tiny_checkpoint, "--lm", tmp_path / "none.binary", spoken_clip)
+    assert result.returncode == 0
+    assert "warning" in result.stderr.lower() and "none.binary" in result.stderr
+    assert json.loads(result.stdout)["beam"] is not None
+
+
+def test_cuda_request_without_cuda_is_one_line(tiny_checkpoint, spoken_clip):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli("transcribe", "--device", "cuda", "--model", tiny_checkpoint, spoken_clip)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "CUDA is not available" in result.stderr
