@@ -60,9 +60,12 @@ def text_file_sentences(paths: Iterable[Path]) -> Iterable[str]:
 
 
 def training_lines(raw: Iterable[str], exclude_splits: Sequence[str], stats: CorpusStats) -> list[str]:
-    """Normalised training sentences with every held-out sentence (and any line containing one) removed."""
+    """Normalised training sentences with every held-out sentence, and every copy or near-copy of one, removed."""
     lines = list(normalized_sentences(raw, stats))
-    held_out = [sentence for split in exclude_splits for sentence in held_out_sentences(split)]
+    try:
+        held_out = [sentence for split in exclude_splits for sentence in held_out_sentences(split)]
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; or pass --exclude-splits with no split to train without the held-out filter") from None
     return without_held_out(lines, held_out, stats) if held_out else lines
 
 
