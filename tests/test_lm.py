@@ -12,10 +12,11 @@ import pytest
 
 from asr.text import normalize
 from lm import DEFAULT_LM_DIR
-from lm.build import BuildOptions, arpa_unigrams, binary_vocabulary, build_lm, main as build_main, text_file_sentences, validate
+from lm.build import BuildOptions, BuildReport, arpa_unigrams, binary_vocabulary, build_lm, main as build_main, text_file_sentences, validate
 from lm.corpus import CorpusStats, leaking_lines, normalized_sentences, raw_sentences
 from lm.perplexity import perplexity
 from lm.sources import osis_to_text
+from lm.sweep import Candidate, best
 from lm.tools import ToolsError, check_build_prerequisites, ensure_tools, find_tools
 
 TINY_CORPUS = """The cat sat on the mat.  The dog sat on the log!
@@ -120,6 +121,18 @@ def test_arpa_unigrams_leave_out_sentence_markers(tmp_path):
 def test_settings_lmplz_would_refuse_are_rejected_with_a_reason(options):
     with pytest.raises(ValueError, match="--(order|prune|quantize)"):
         validate(options)
+
+
+def fake_candidate(order: int, megabytes: float, dev_perplexity: float) -> Candidate:
+    report = BuildReport([], {}, {}, 0, int(megabytes * 1e6), 0, {"dev": {"with_oovs": dev_perplexity}})
+    return Candidate(BuildOptions(order=order), report, Path("."))
+
+
+def test_sweep_picks_the_smallest_model_within_one_percent_of_the_best_under_the_cap():
+    candidates = [fake_candidate(6, 12.0, 300.0), fake_candidate(5, 3.5, 379.2), fake_candidate(4, 2.6, 379.3), fake_candidate(3, 1.8, 384.9)]
+    assert best(candidates).options.order == 4
+    with pytest.raises(ValueError, match="no candidate fits"):
+        best(candidates[:1])
 
 
 def test_osis_markup_becomes_running_text():
