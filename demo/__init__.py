@@ -1,0 +1,1 @@
+"""The browser demo (Gradio): layout in app.py, event handlers in handlers.py, drawing in render.py."""

@@ -1,0 +1,154 @@
+"""The browser demo: speak and watch greedy CTC and beam search (+ KenLM) transcripts grow side by side.
+
+    python demo/app.py      # http://localhost:7860 (GRADIO_SERVER_PORT respected)
+
+ASR_MODEL, ASR_LM and ASR_DEVICE override the shipped model, the shipped LM and the device (auto).
+This file is layout and wiring only: handlers.py does the work, render.py draws it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # `python demo/app.py` (and Hugging Face Spaces) put demo/ first, not the repo
+    sys.path.insert(0, str(REPO_ROOT))
+
+import gradio as gr  # noqa: E402
+
+from demo import handlers, render  # noqa: E402
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+STREAM_EVERY_SECONDS = 0.4
+MAX_RECORDING_SECONDS = 600
+SESSION_IDLE_SECONDS = 1800  # a tab silent this long loses its stream and history (it starts afresh)
+MAX_UPLOAD = "50mb"  # Gradio refuses bigger uploads; handlers.UPLOAD_MAX_BYTES checks again
+
+
+def example_rows() -> tuple[list[list[str]], list[str]]:
+    """The shipped example clips, labelled with what is said in them."""
+    import json
+
+    listing = EXAMPLES_DIR / "examples.json"
+    if not listing.is_file():
+        return [], []
+    entries = json.loads(listing.read_text())
+    entries = [e for e in entries if (EXAMPLES_DIR / e["file"]).is_file()]
+    return [[str(EXAMPLES_DIR / e["file"])] for e in entries], [f'“{e["text"]}” ({e["voice"]})' for e in entries]
+
+
+def build_app(engine: handlers.Engine) -> gr.Blocks:
+    defaults = handlers.default_controls(engine)
+    with gr.Blocks(title="Streaming Deep Speech 2", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# Streaming Deep Speech 2\n"
+            "Speak, and watch two transcripts of the same model grow as you talk: **greedy CTC** on the left, "
+            "**beam search with a KenLM language model** on the right. Words where they differ are highlighted. "
+            "A pause closes an utterance; finished utterances stay above the one in progress.\n\n"
+            f"Model `{engine.model_name}` · language model `{engine.lm_name}` · device `{engine.device}`"
+        )
+        notice = gr.HTML(elem_id="notice")
+        session = gr.State(None, time_to_live=SESSION_IDLE_SECONDS, delete_callback=handlers.close_session)
+
+        with gr.Tabs():
+            with gr.Tab("Microphone", id="microphone"):
+                microphone = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                                      elem_id="microphone")
+            with gr.Tab("Upload a file", id="upload"):
+                upload = gr.Audio(sources=["upload"], type="filepath", label="Audio file (up to 50 MB / 10 min)",
+                                  elem_id="upload")
+                rows, labels = example_rows()
+                if rows:
+                    gr.Examples(rows, inputs=[upload], example_labels=labels, label="Example clips (voices and sentences the model never trained on)",
+                                elem_id="examples")
+
+        transcripts = gr.HTML(elem_id="transcripts")
+        with gr.Row():
+            with gr.Column(scale=1):
+                figures = gr.HTML(elem_id="figures")
+                with gr.Accordion("Beam search settings (apply from the next utterance)", open=True):
+                    use_lm = gr.Checkbox(value=defaults.use_lm, label="Use the language model")
+                    beam_width = gr.Slider(1, handlers.MAX_BEAM_WIDTH, value=defaults.beam_width, step=1, label="Beam width")
+                    alpha = gr.Slider(0.0, 3.0, value=defaults.alpha, step=0.05, label="α: language model weight")
+                    beta = gr.Slider(-2.0, 5.0, value=defaults.beta, step=0.1, label="β: word insertion bonus")
+                    hotwords = gr.Textbox(value=defaults.hotwords, label="Hotwords (comma-separated; Enter to apply)",
+                                          placeholder="e.g. deep speech, kenlm")
+                clear = gr.Button("Clear history")
+            with gr.Column(scale=2):
+                gr.Markdown("**Last finished utterance**: log-mel spectrogram, and under it on the same time axis the "
+                            "CTC posteriorgram (shade: probability of each character per output frame; red: the most likely one, "
+                            "with the characters greedy decoding emits written on top)")
+                picture = gr.Image(show_label=False, type="numpy", interactive=False, elem_id="picture",
+                                   buttons=["download", "fullscreen"])
+
+        controls = [use_lm, beam_width, alpha, beta, hotwords]
+        shown = [session, transcripts, figures, notice, picture]
+
+        def read_controls(values) -> handlers.Controls:
+            use, width, weight, bonus, words = values
+            return handlers.Controls(use_lm=bool(use), beam_width=int(width), alpha=float(weight), beta=float(bonus), hotwords=words or "")
+
+        def show(result: tuple[handlers.Session, handlers.View]):
+            state, view = result
+            return state, view.transcripts, view.figures, view.notice, (view.picture if view.picture_changed else gr.skip())
+
+        def load(state, *values):
+            return show(handlers.on_load(engine, state, read_controls(values)))
+
+        def controls_changed(state, *values):
+            return show(handlers.on_controls_change(engine, state, read_controls(values)))
+
+        def record_start(state):
+            return show(handlers.on_record_start(engine, state))
+
+        def microphone_chunk(state, audio, *values):
+            return show(handlers.on_microphone_chunk(engine, state, audio, read_controls(values)))
+
+        def record_stop(state):
+            return show(handlers.on_record_stop(engine, state))
+
+        def file_chosen(state, path, *values):
+            for result in handlers.on_file(engine, state, path, read_controls(values)):
+                yield show(result)
+
+        def clear_history(state):
+            return show(handlers.on_clear(engine, state))
+
+        def end_session(request: gr.Request):
+            """The tab closed: free its stream now rather than when Gradio's one-hour grace period ends."""
+            holder = getattr(demo, "state_holder", None)
+            if holder is not None and request is not None and request.session_hash:
+                holder.delete_state(request.session_hash)  # calls close_session on this tab's state
+
+        quiet = dict(show_progress="hidden", queue=True)
+        demo.load(load, [session, *controls], shown, **quiet)
+        for slider in (beam_width, alpha, beta):
+            slider.release(controls_changed, [session, *controls], shown, **quiet)
+        use_lm.input(controls_changed, [session, *controls], shown, **quiet)
+        hotwords.submit(controls_changed, [session, *controls], shown, **quiet)
+        hotwords.blur(controls_changed, [session, *controls], shown, **quiet)
+        microphone.start_recording(record_start, [session], shown, **quiet)
+        microphone.stream(microphone_chunk, [session, microphone, *controls], shown, stream_every=STREAM_EVERY_SECONDS,
+                          time_limit=MAX_RECORDING_SECONDS, concurrency_limit=None, **quiet)
+        microphone.stop_recording(record_stop, [session], shown, **quiet)
+        upload.change(file_chosen, [session, upload, *controls], shown, concurrency_limit=2, **quiet)
+        clear.click(clear_history, [session], shown, **quiet)
+        demo.unload(end_session)
+    return demo
+
+
+def main() -> None:
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("demo").setLevel(logging.INFO)
+    engine = handlers.load_engine(os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None,
+                                  os.environ.get("ASR_DEVICE") or "auto")
+    demo = build_app(engine)
+    demo.queue(default_concurrency_limit=4).launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False,
+                                                   show_error=False)
+
+
+if __name__ == "__main__":
+    main()

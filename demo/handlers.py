@@ -1,0 +1,226 @@
+"""The demo's event handlers: `(engine, session, inputs) -> (session, View)`, with no Gradio in sight.
+
+Each handler takes the tab's Session (None on its first event, or after the session was freed),
+hands new audio to it, and returns what the page should show. Recognition lives in `asr/`; the
+per-tab bookkeeping in `session.py`; the drawing in `render.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from asr.audio import load_audio
+from asr.features import AudioError
+from asr.pretrained import BeamSettings
+from demo import render
+from demo.session import DecoderChoice, Engine, Session, load_engine  # noqa: F401  (load_engine: for app and tests)
+
+log = logging.getLogger("demo")
+
+MICROPHONE, UPLOAD = "microphone", "upload"
+UPLOAD_MAX_BYTES = 50 * 2**20
+UPLOAD_MAX_SECONDS = 600.0
+UPLOAD_CHUNK_SECONDS = 0.4  # files go through the Stream in chunks the size the microphone sends
+UPLOAD_REFRESH_SECONDS = 0.3  # how often a file being transcribed refreshes the page
+MAX_BEAM_WIDTH = 128
+LATE_CHUNK_SECONDS = 3.0  # a chunk this soon after Stop, before Record is pressed again, belongs to the stopped recording
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The beam search controls as the page shows them."""
+
+    use_lm: bool = True
+    beam_width: int = BeamSettings.beam_width
+    alpha: float = BeamSettings.alpha
+    beta: float = BeamSettings.beta
+    hotwords: str = ""  # comma-separated words or phrases
+
+
+@dataclass
+class View:
+    """Everything the page shows for a session; picture_changed False leaves the picture as it is."""
+
+    transcripts: str
+    figures: str
+    notice: str
+    picture: np.ndarray | None = None
+    picture_changed: bool = False
+
+
+def settings_for(engine: Engine, controls: Controls) -> BeamSettings:
+    hotwords = tuple(word.strip().lower() for word in controls.hotwords.split(",") if word.strip())
+    defaults = engine.default_settings
+    return BeamSettings(use_lm=bool(controls.use_lm), lm_path=defaults.lm_path,
+                        beam_width=min(max(int(controls.beam_width), 1), MAX_BEAM_WIDTH),
+                        alpha=float(controls.alpha), beta=float(controls.beta), hotwords=hotwords,
+                        hotword_weight=defaults.hotword_weight)
+
+
+def default_controls(engine: Engine) -> Controls:
+    s = engine.default_settings
+    return Controls(use_lm=s.use_lm, beam_width=s.beam_width, alpha=s.alpha, beta=s.beta, hotwords=", ".join(s.hotwords))
+
+
+def close_session(session: Session | None) -> None:
+    """Free what a tab held (Gradio calls this when the tab's state is deleted)."""
+    if session is not None:
+        session.close()
+        log.info("session %d closed", session.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+# ---------------------------------------------------------------------------------------------
+
+def on_load(engine: Engine, session: Session | None, controls: Controls) -> tuple[Session, View]:
+    """A fresh page: show the settings' warnings (a missing LM) before anything is said."""
+    session = _live(engine, session)
+    session.choose_decoder(_decoder(engine, controls))
+    return session, view_of(session)
+
+
+def on_controls_change(engine: Engine, session: Session | None, controls: Controls) -> tuple[Session, View]:
+    """Build (or fetch) the decoder for the new settings now, so the next utterance starts without a wait."""
+    session = _live(engine, session)
+    session.choose_decoder(_decoder(engine, controls))
+    with session.lock:
+        pending = session.stream is not None and session.upcoming != session.current
+        session.info = "New beam search settings apply from the next utterance." if pending else ""
+    return session, view_of(session)
+
+
+def on_record_start(engine: Engine, session: Session | None) -> tuple[Session, View]:
+    session = _live(engine, session)
+    with session.lock:
+        session.errors = []
+        session.microphone_stopped_at = None
+    return session, view_of(session)
+
+
+def on_microphone_chunk(engine: Engine, session: Session | None, audio, controls: Controls) -> tuple[Session, View]:
+    """A chunk from the browser, `(sample_rate, samples)` as Gradio delivers it: queued for the Stream as is."""
+    session = _live(engine, session)
+    if audio is None or _after_stop(session):
+        return session, view_of(session)
+    choice = _decoder(engine, controls)
+    with session.lock:
+        if session.stream is None or session.source != MICROPHONE:
+            session.start_stream(MICROPHONE, choice)
+        else:
+            session.choose_decoder(choice)
+        sample_rate, samples = audio
+        session.enqueue(samples, sample_rate)
+    return session, view_of(session)
+
+
+def on_record_stop(engine: Engine, session: Session | None) -> tuple[Session, View]:
+    """Stop pressed: decode what is queued and close the last utterance, so it joins the history."""
+    session = _live(engine, session)
+    with session.lock:
+        session.microphone_stopped_at = time.monotonic()
+        if session.source == MICROPHONE:
+            session.finish_stream()
+    return session, view_of(session)
+
+
+def on_file(engine: Engine, session: Session | None, path: str | None, controls: Controls) -> Iterator[tuple[Session, View]]:
+    """A file (upload or example) goes through a fresh Stream in microphone-sized chunks.
+
+    Yields a view every UPLOAD_REFRESH_SECONDS; stops early when the tab starts another input.
+    """
+    session = _live(engine, session)
+    if not path:
+        yield session, view_of(session)
+        return
+    try:
+        samples, sample_rate = load_audio(path, max_bytes=UPLOAD_MAX_BYTES, max_seconds=UPLOAD_MAX_SECONDS)
+    except AudioError as error:
+        with session.lock:
+            session.errors = [_without_folders(str(error), path)]
+        yield session, view_of(session)
+        return
+    name = Path(path).name
+    log.info("session %d: file %s, %.1f s at %d Hz", session.id, name, len(samples) / sample_rate, sample_rate)
+    number = session.start_stream(f"{UPLOAD}: {name}", _decoder(engine, controls))
+    chunk = max(1, int(round(UPLOAD_CHUNK_SECONDS * sample_rate)))
+    for start in range(0, len(samples), chunk):
+        session.enqueue(samples[start : start + chunk], sample_rate)
+    yield session, view_of(session)
+    while not session.wait_until_idle(UPLOAD_REFRESH_SECONDS):
+        if session.stream_number != number:
+            return  # superseded: the tab started recording, chose another file, or cleared
+        yield session, view_of(session)
+    with session.lock:
+        if session.stream_number != number:
+            return
+        session.finish_stream()
+    yield session, view_of(session)
+
+
+def on_clear(engine: Engine, session: Session | None) -> tuple[Session, View]:
+    session = _live(engine, session)
+    session.clear()
+    return session, view_of(session)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _live(engine: Engine, session: Session | None) -> Session:
+    if session is None or session.closed:
+        session = Session(engine)
+        log.info("session %d opened", session.id)
+    return session
+
+
+def _without_folders(message: str, path: str) -> str:
+    """The message with the upload's name instead of the server's temporary folder (even where it was cut short)."""
+    name = Path(path).name
+    message = message.replace(str(path), name)
+    return re.sub(r"'/[^')]*'?", f"'{name}'", message)
+
+
+def _after_stop(session: Session) -> bool:
+    """A chunk the browser sent after Stop (the tail of a stopped recording, not the start of a new one)."""
+    with session.lock:
+        stopped = session.microphone_stopped_at
+        return stopped is not None and session.stream is None and time.monotonic() - stopped < LATE_CHUNK_SECONDS
+
+
+def _decoder(engine: Engine, controls: Controls) -> DecoderChoice:
+    return engine.decoder_for(settings_for(engine, controls))
+
+
+def view_of(session: Session) -> View:
+    """What the tab should show now (the picture only when it changed since the last view)."""
+    with session.lock:
+        lines = [render.TranscriptLine(line.greedy, line.beam, f"{render.clock(line.start_seconds)}-{render.clock(line.end_seconds)}",
+                                       beam_note=line.decoder.label if line.decoder else "")
+                 for line in session.history]
+        greedy, beam = session.partial
+        current = session.current
+        if session.stream is not None and (greedy or beam):
+            lines.append(render.TranscriptLine(greedy, beam, "now", final=False, beam_note=current.label if current else ""))
+        beam_title = "Beam search + LM" if current is None or current.has_lm else "Beam search (no LM)"
+        figures, chunks = session.figures, session.figures.get("chunks", 0)
+        live = render.LiveFigures(
+            device=session.engine.device, audio_seconds=figures.get("audio_seconds", 0.0), real_time_factor=figures.get("rtf"),
+            last_chunk_ms=1000 * figures["last_chunk"] if "last_chunk" in figures else None,
+            last_chunk_audio_ms=1000 * figures["last_chunk_audio"] if "last_chunk_audio" in figures else None,
+            mean_chunk_ms=1000 * figures["compute"] / chunks if chunks else None, chunks=chunks,
+            queued_seconds=session.queued_seconds(), utterances=len(session.history), source=session.source or "idle",
+            state="live" if session.stream is not None else "finished" if session.source else "idle",
+            decoder=current.label if current else "",
+        )
+        picture_changed = session.picture_version != session.picture_shown
+        session.picture_shown = session.picture_version
+        return View(transcripts=render.transcripts_html(lines, beam_title), figures=render.figures_html(live),
+                    notice=render.notice_html(session.errors, session.warnings, session.info),
+                    picture=session.picture if picture_changed else None, picture_changed=picture_changed)

@@ -1,0 +1,316 @@
+"""What the demo keeps: one shared `Engine` (recognizer + beam decoders) and one `Session` per browser tab.
+
+A Session owns its tab's Stream. Audio is queued and fed to the Stream by a worker thread, so
+the event handler that receives a microphone chunk returns at once: Gradio keeps only the newest
+chunk while a stream handler is busy, and a handler that waited for the model would lose audio
+whenever the machine falls behind (an LM loading, a picture drawing, another tab talking).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.features import AudioError
+from asr.pretrained import DEFAULT_LM, DEFAULT_MODEL, BeamSettings, build_beam_decoder, load_recognizer
+from asr.streaming import EndpointConfig, Partial, Recognizer, Stream, Utterance
+from demo import render
+
+log = logging.getLogger("demo")
+
+HISTORY_LIMIT = 200  # finished utterances kept per session, oldest dropped first
+DECODER_CACHE_SIZE = 8
+WORKER_THREADS = 4  # sessions decoded at the same moment; the others' audio waits in their queues
+FINISH_TIMEOUT_SECONDS = 60.0  # how long Stop waits for queued audio before giving the stream up
+SUPERSEDE_TIMEOUT_SECONDS = 2.0  # a new input waits this long for the old one's queue, then drops it
+
+
+class DecoderCache:
+    """Beam decoders by settings, least recently used dropped first; decoders are read-only and shared."""
+
+    def __init__(self, capacity: int = DECODER_CACHE_SIZE):
+        self.capacity = capacity
+        self._decoders: OrderedDict[BeamSettings, tuple[object, str | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def put(self, settings: BeamSettings, decoder, warning: str | None) -> None:
+        with self._lock:
+            self._decoders[settings] = (decoder, warning)
+            self._trim()
+
+    def get(self, settings: BeamSettings) -> tuple[object, str | None]:
+        with self._lock:  # one build at a time: loading an LM twice at once would only waste memory
+            if settings in self._decoders:
+                self._decoders.move_to_end(settings)
+                return self._decoders[settings]
+            entry = build_beam_decoder(settings)
+            self.builds += 1
+            self._decoders[settings] = entry
+            self._trim()
+            return entry
+
+    def _trim(self) -> None:
+        while len(self._decoders) > self.capacity:
+            self._decoders.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class DecoderChoice:
+    """Beam settings with the decoder built for them (and the warning if its LM could not be used)."""
+
+    settings: BeamSettings
+    decoder: object
+    warning: str | None
+
+    @property
+    def has_lm(self) -> bool:
+        return bool(getattr(self.decoder, "has_language_model", False))
+
+    @property
+    def label(self) -> str:
+        s = self.settings
+        parts = [f"width {s.beam_width}", f"LM α={s.alpha:g} β={s.beta:g}" if self.has_lm else "no LM"]
+        if s.hotwords:
+            parts.append("hotwords: " + ", ".join(s.hotwords))
+        return ", ".join(parts)
+
+
+@dataclass
+class Engine:
+    """Shared by every session: the recognizer, the decoder cache, the worker threads, and their description."""
+
+    recognizer: Recognizer
+    default_settings: BeamSettings
+    decoders: DecoderCache
+    device: str
+    model_name: str
+    lm_name: str
+    workers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="decode"))
+
+    def decoder_for(self, settings: BeamSettings) -> DecoderChoice:
+        decoder, warning = self.decoders.get(settings)
+        return DecoderChoice(settings, decoder, warning)
+
+
+def load_engine(model: str | None = None, lm_path: str | None = None, device: str = "auto",
+                endpoint: EndpointConfig = EndpointConfig()) -> Engine:
+    """The one place the demo makes its Recognizer (switch it to Batch Dispatch here)."""
+    settings = BeamSettings(lm_path=lm_path)
+    loaded = load_recognizer(model, settings, device=device, endpoint=endpoint)
+    recognizer = loaded.recognizer
+    decoders = DecoderCache()
+    decoders.put(settings, recognizer.beam_decoder, loaded.warnings[0] if loaded.warnings else None)
+    return Engine(recognizer, settings, decoders, device=describe_device(recognizer.device),
+                  model_name=Path(str(model or DEFAULT_MODEL)).name, lm_name=Path(str(lm_path or DEFAULT_LM)).name)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+@dataclass
+class FinishedLine:
+    """One finished utterance as the history shows it."""
+
+    greedy: str
+    beam: str | None
+    start_seconds: float
+    end_seconds: float
+    source: str
+    decoder: DecoderChoice | None  # what its beam search ran with
+
+
+_session_ids = itertools.count(1)
+
+
+class Session:
+    """One browser tab: its Stream, queued audio, history and figures; never shared between tabs."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.id = next(_session_ids)
+        self.lock = threading.RLock()  # guards every field; never held while the model runs
+        self._idle = threading.Condition(self.lock)
+        self.stream: Stream | None = None
+        self.source = ""  # "microphone" or "upload: <file name>"
+        self.stream_number = 0  # bumps whenever a stream starts or is dropped; queued audio carries it
+        self.current: DecoderChoice | None = None  # the beam decoder of the utterance being decoded
+        self.upcoming: DecoderChoice | None = None  # the one the next utterance will start with
+        self.history: deque[FinishedLine] = deque(maxlen=HISTORY_LIMIT)
+        self.partial: tuple[str, str | None] = ("", None)
+        self.figures: dict = {}
+        self.picture: np.ndarray | None = None
+        self.picture_version = 0  # bumps with every new picture, so a view sends it only once
+        self.picture_shown = -1  # the version the tab has
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.info = ""
+        self.closed = False
+        self.microphone_stopped_at: float | None = None  # when Stop was last pressed (time.monotonic)
+        self._queue: deque[tuple[int, np.ndarray, int]] = deque()  # (stream number, samples, sample rate)
+        self._draining = False
+
+    # --- settings ------------------------------------------------------------------------------
+
+    def choose_decoder(self, choice: DecoderChoice) -> None:
+        """Use `choice` from the next utterance on (at once when no utterance is under way)."""
+        with self.lock:
+            self.warnings = [choice.warning] if choice.warning else []
+            if choice == self.upcoming:
+                return
+            self.upcoming = choice
+            if self.stream is not None:
+                self.stream.beam_decoder = choice.decoder  # the Stream builds each new utterance's beam state from it
+            else:
+                self.current = choice
+
+    # --- streams -------------------------------------------------------------------------------
+
+    def start_stream(self, source: str, choice: DecoderChoice) -> int:
+        """Finish whatever stream is open (dropping it if its queue is long), then open a fresh one."""
+        with self.lock:
+            self.finish_stream(timeout=SUPERSEDE_TIMEOUT_SECONDS)
+            self.stream = self.engine.recognizer.create_stream(beam_decoder=choice.decoder)
+            self.source = source
+            self.stream_number += 1
+            self.current = self.upcoming = choice
+            self.warnings = [choice.warning] if choice.warning else []
+            self.partial = ("", "")
+            self.figures = {"chunks": 0, "compute": 0.0}
+            self.errors, self.info = [], ""
+            return self.stream_number
+
+    def enqueue(self, samples, sample_rate: int) -> None:
+        """Queue audio for the open stream; a worker feeds it to the Stream in arrival order."""
+        with self.lock:
+            if self.stream is None:
+                return
+            self._queue.append((self.stream_number, samples, sample_rate))
+            if not self._draining:
+                self._draining = True
+                self.engine.workers.submit(self._drain)
+
+    def queued_seconds(self) -> float:
+        with self.lock:
+            return sum(len(samples) / rate for _, samples, rate in self._queue)
+
+    def wait_until_idle(self, timeout: float | None = None) -> bool:
+        """Block until the queued audio has gone through the Stream; False on timeout."""
+        with self.lock:
+            return self._idle.wait_for(lambda: not self._draining, timeout)
+
+    def finish_stream(self, timeout: float = FINISH_TIMEOUT_SECONDS) -> bool:
+        """Decode what is queued, flush the Stream and close its last utterance; True if that drew a picture."""
+        with self.lock:
+            if self.stream is None:
+                return False
+            if not self.wait_until_idle(timeout):
+                log.warning("session %d: gave up waiting for queued audio; dropping the stream", self.id)
+                self.drop_stream()
+                return False
+            stream, self.stream = self.stream, None
+            self.stream_number += 1
+            partial = stream.finalize()
+            picture = self._picture(partial.finished[-1], self.source) if partial.finished else None
+            self._absorb(partial, picture)
+            self.partial, self.info = ("", None), ""
+            return picture is not None
+
+    def drop_stream(self) -> None:
+        """Forget the open stream and its queued audio without decoding them."""
+        with self.lock:
+            self.stream = None
+            self.stream_number += 1
+            self._queue.clear()
+            self.partial = ("", None)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.drop_stream()
+            self.source = ""
+            self.history.clear()
+            self.figures = {}
+            self.set_picture(None)
+            self.errors, self.info = [], ""
+
+    def close(self) -> None:
+        """The tab is gone: free the stream, queued audio, history and picture."""
+        with self.lock:
+            self.clear()
+            self.closed = True
+
+    # --- the worker ----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Feed queued chunks to the Stream until the queue is empty; runs on an engine worker thread."""
+        try:
+            while True:
+                with self.lock:
+                    while self._queue and self._queue[0][0] != self.stream_number:
+                        self._queue.popleft()  # audio of a stream since finished or dropped
+                    if not self._queue:
+                        return
+                    number, samples, sample_rate = self._queue.popleft()
+                    stream, source = self.stream, self.source
+                try:
+                    partial = stream.accept(samples, sample_rate)  # the model runs without the lock held
+                except AudioError as error:
+                    with self.lock:
+                        self.errors = [f"{source}: {error}"]
+                    continue
+                picture = self._picture(partial.finished[-1], source) if partial.finished else None
+                with self.lock:
+                    if number == self.stream_number:
+                        self._absorb(partial, picture)
+        except Exception:  # a bug, not bad audio: keep the server up and say so on the page
+            log.exception("session %d: decoding failed", self.id)
+            with self.lock:
+                self.errors = ["Decoding failed with an internal error; the stream was stopped (see the server log)."]
+                self.drop_stream()
+        finally:
+            with self.lock:
+                self._draining = False
+                self._idle.notify_all()
+
+    def _absorb(self, partial: Partial, picture: np.ndarray | None) -> None:
+        for utterance in partial.finished:
+            self._add_to_history(utterance)
+            self.current = self.upcoming  # the utterance after it started with this decoder
+        if self.info and self.current == self.upcoming:
+            self.info = ""
+        self.partial = (partial.greedy, partial.beam)
+        self.figures.update(audio_seconds=partial.audio_seconds, rtf=partial.real_time_factor)
+        if partial.chunk_seconds > 0:  # the end-of-stream flush carries no audio of its own
+            self.figures["chunks"] = self.figures.get("chunks", 0) + 1
+            self.figures["compute"] = self.figures.get("compute", 0.0) + partial.compute_seconds
+            self.figures.update(last_chunk=partial.compute_seconds, last_chunk_audio=partial.chunk_seconds)
+        if picture is not None:
+            self.set_picture(picture)
+
+    def set_picture(self, picture: np.ndarray | None) -> None:
+        self.picture = picture
+        self.picture_version += 1
+
+    def _add_to_history(self, utterance: Utterance) -> None:
+        if not utterance.greedy.text and not (utterance.beam and utterance.beam.text):
+            return  # a pause-only stretch: nothing to list
+        self.history.append(FinishedLine(utterance.greedy.text, utterance.beam.text if utterance.beam else None,
+                                         utterance.start_seconds, utterance.end_seconds, self.source, self.current))
+
+    def _picture(self, utterance: Utterance, source: str) -> np.ndarray:
+        recognizer = self.engine.recognizer
+        title = f"utterance {utterance.index + 1} · {source} · {render.clock(utterance.start_seconds)}-{render.clock(utterance.end_seconds)}"
+        return render.utterance_picture(utterance.features, utterance.log_probs, recognizer.feature_config.frame_seconds,
+                                        recognizer.seconds_per_output_frame, title=title)

@@ -1,0 +1,369 @@
+"""The demo's handlers and rendering, on a tiny random model: sessions, settings, errors, history."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torchaudio
+
+from asr.decoding import BeamSearchDecoder, BeamSearchOptions
+from asr.streaming import EndpointConfig
+from demo import handlers, render, session as demo_session
+
+# Three words and their bigrams, written by hand: enough for the LM to change what beam search prefers.
+TINY_ARPA = """\\data\\
+ngram 1=6
+ngram 2=4
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t-0.3
+-1.0\t</s>\t0
+-0.6\txq\t-0.2
+-0.8\tdx\t-0.2
+-0.9\tqd\t-0.2
+
+\\2-grams:
+-0.2\t<s> xq
+-0.3\txq dx
+-0.3\tdx qd
+-0.2\tqd </s>
+
+\\end\\
+"""
+CHUNK_SECONDS = 0.4
+UTTERANCE_SECONDS = 1.0  # forced endpoint: the random model never pauses, so utterances close on length
+
+
+@pytest.fixture(scope="module")
+def arpa(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "tiny.arpa"
+    path.write_text(TINY_ARPA)
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint, arpa):
+    return handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu",
+                                endpoint=EndpointConfig(max_utterance_seconds=UTTERANCE_SECONDS))
+
+
+@pytest.fixture(scope="module")
+def long_endpoint_engine(tiny_checkpoint, arpa):
+    """No forced split within a few seconds: a clip is one utterance, comparable with offline decoding."""
+    return handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip(spoken_clip):
+    samples, rate = soundfile.read(str(spoken_clip), dtype="float32")
+    return samples, rate
+
+
+def controls(**changes) -> handlers.Controls:
+    return handlers.Controls(**{"use_lm": False, "beam_width": 4, **changes})
+
+
+def as_browser_chunks(samples: np.ndarray, rate: int, out_rate: int = 48000, channels: int = 2):
+    """What Gradio hands the stream handler: (rate, int16 array (n, channels)), CHUNK_SECONDS each."""
+    resampled = torchaudio.functional.resample(torch.from_numpy(samples), rate, out_rate).numpy()
+    pcm = np.clip(np.round(resampled * 32767), -32768, 32767).astype(np.int16)
+    pcm = np.repeat(pcm[:, None], channels, axis=1)
+    step = int(CHUNK_SECONDS * out_rate)
+    return [(out_rate, pcm[i : i + step]) for i in range(0, len(pcm), step)], pcm
+
+
+def speak_into(engine, session, chunks, settings=None):
+    for chunk in chunks:
+        session, view = handlers.on_microphone_chunk(engine, session, chunk, settings or controls())
+    return handlers.on_record_stop(engine, session)
+
+
+def shown_lines(transcripts_html: str, column: str) -> list[str]:
+    """The utterance texts one column of the transcript HTML shows, tags stripped."""
+    body = transcripts_html.split(f'<div class="column {column}">', 1)[1].split('<div class="column ', 1)[0]
+    return [re.sub(r"<[^>]+>", "", words) for words in re.findall(r'<span class="words">(.*?)</span></p>', body)]
+
+
+def history_texts(session):
+    return [(line.greedy, line.beam) for line in session.history]
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+def test_microphone_path_equals_offline_decoding(long_endpoint_engine, clip):
+    """int16 stereo 48 kHz chunks, as the browser sends them, give the offline transcripts of that audio."""
+    engine = long_endpoint_engine
+    chunks, pcm = as_browser_chunks(*clip)
+    session, view = speak_into(engine, None, chunks)
+    greedy, _, log_probs = engine.recognizer.transcribe(pcm, 48000)
+    beam = BeamSearchDecoder(options=BeamSearchOptions(beam_width=4)).decode(log_probs)
+    assert history_texts(session) == [(greedy.text, beam.text)]
+    assert greedy.text and beam.text
+    assert shown_lines(view.transcripts, "greedy") == [greedy.text]
+    assert shown_lines(view.transcripts, "beam") == [beam.text]
+    assert view.picture_changed and view.picture.ndim == 3 and view.picture.shape[2] == 3
+
+
+def test_sessions_never_share_state(long_endpoint_engine, clip):
+    """Two tabs speaking at once, chunks interleaved, each get what they would get alone."""
+    engine = long_endpoint_engine
+    speech, _ = as_browser_chunks(*clip)
+    noise = np.random.default_rng(1).standard_normal(len(clip[0])).astype(np.float32) * 0.05
+    other, _ = as_browser_chunks(noise, clip[1])
+    alone_speech, _ = speak_into(engine, None, speech)
+    alone_other, _ = speak_into(engine, None, other)
+
+    first = second = None
+    for speech_chunk, other_chunk in zip(speech, other):
+        first, _ = handlers.on_microphone_chunk(engine, first, speech_chunk, controls())
+        second, _ = handlers.on_microphone_chunk(engine, second, other_chunk, controls(beam_width=2))
+    assert first is not second and first.stream is not second.stream
+    first, _ = handlers.on_record_stop(engine, first)
+    second, _ = handlers.on_record_stop(engine, second)
+    assert history_texts(first) == history_texts(alone_speech)
+    assert [g for g, _ in history_texts(second)] == [g for g, _ in history_texts(alone_other)]
+    assert history_texts(first) != history_texts(second)
+
+
+def test_chunk_handler_does_not_wait_for_a_slow_model(tiny_checkpoint, clip):
+    """Gradio keeps only the newest chunk while a stream handler runs, so the handler must return at once."""
+    import time
+
+    slow = handlers.load_engine(str(tiny_checkpoint), lm_path=None, device="cpu")
+    model_step = slow.recognizer.step_function
+
+    def slow_step(features, state):
+        time.sleep(0.6)
+        return model_step(features, state)
+
+    slow.recognizer.step_function = slow_step  # the hook Batch Dispatch plugs into
+    chunks, _ = as_browser_chunks(*clip)
+    session, returned_within = None, []
+    for chunk in chunks[:3]:
+        started = time.perf_counter()
+        session, view = handlers.on_microphone_chunk(slow, session, chunk, controls())
+        returned_within.append(time.perf_counter() - started)
+    assert max(returned_within) < 0.4  # a handler that waited for the model would take 0.6 s or more
+    assert "Waiting to be decoded" in view.figures
+    session, view = handlers.on_record_stop(slow, session)
+    assert session.figures["audio_seconds"] == pytest.approx(3 * CHUNK_SECONDS)
+    assert session.figures["chunks"] == 3
+
+
+def test_closed_session_is_freed_and_a_new_one_starts(engine, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    session, _ = handlers.on_microphone_chunk(engine, None, chunks[0], controls())
+    assert session.stream is not None
+    handlers.close_session(session)
+    assert session.stream is None and not session.history and session.picture is None
+    fresh, view = handlers.on_microphone_chunk(engine, session, chunks[1], controls())
+    assert fresh is not session and fresh.id != session.id and fresh.stream is not None
+    handlers.close_session(None)  # a tab that never spoke has nothing to free
+
+
+# --- settings --------------------------------------------------------------------------------
+
+def test_settings_change_applies_from_the_next_utterance(engine, clip):
+    """Changed mid-utterance: the utterance in progress keeps its decoder, the following ones use the new one."""
+    chunks, pcm = as_browser_chunks(*clip)
+    before, after = controls(use_lm=True, beam_width=8, alpha=2.0), controls(use_lm=False, beam_width=8)
+    session, _ = handlers.on_microphone_chunk(engine, None, chunks[0], before)  # 0.4 s into utterance 1
+    session, view = handlers.on_controls_change(engine, session, after)
+    assert "next utterance" in view.notice
+    session, _ = speak_into(engine, session, chunks[1:], after)
+
+    lines = list(session.history)
+    assert len(lines) >= 3
+    assert [line.decoder.settings.use_lm for line in lines] == [True] + [False] * (len(lines) - 1)
+    assert "LM α=2" in lines[0].decoder.label and "no LM" in lines[1].decoder.label
+
+    # Known answer: each utterance's beam text is its own frames decoded with the decoder it was started with.
+    _, _, log_probs = engine.recognizer.transcribe(pcm, 48000)
+    frames = int(round(UTTERANCE_SECONDS / engine.recognizer.seconds_per_output_frame))
+    decoders = {s: engine.decoders.get(handlers.settings_for(engine, s))[0] for s in (before, after)}
+    expected, differs = [], False
+    for index, line in enumerate(lines):
+        piece = log_probs[index * frames : (index + 1) * frames]
+        with_before, with_after = (decoders[s].decode(piece).text for s in (before, after))
+        differs |= with_before != with_after
+        expected.append(with_before if index == 0 else with_after)
+    assert differs, "the two settings must decode this audio differently for the test to mean anything"
+    assert [line.beam for line in lines] == expected
+
+
+def test_decoders_are_cached_by_settings(engine, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    session = None
+    settings = [controls(beam_width=3), controls(beam_width=5), controls(beam_width=3)]
+    for chunk, choice in zip(chunks * 3, settings * 3):
+        session, _ = handlers.on_microphone_chunk(engine, session, chunk, choice)
+    builds = engine.decoders.builds
+    for chunk, choice in zip(chunks, settings * 3):
+        session, _ = handlers.on_microphone_chunk(engine, session, chunk, choice)
+    assert engine.decoders.builds == builds  # flipping between known settings rebuilds nothing
+
+
+def test_missing_language_model_falls_back_with_a_visible_warning(engine, tiny_checkpoint, tmp_path):
+    missing = tmp_path / "nowhere.binary"
+    fallback = handlers.load_engine(str(tiny_checkpoint), lm_path=str(missing), device="cpu")
+    session, view = handlers.on_load(fallback, None, handlers.default_controls(fallback))
+    assert "nowhere.binary" in view.notice and "without a language model" in view.notice
+    assert 'class="warning"' in view.notice
+    assert "Beam search (no LM)" in view.transcripts
+    _, view = handlers.on_load(fallback, None, controls(use_lm=False))
+    assert "warning" not in view.notice  # no LM asked for, nothing to warn about
+
+
+def test_controls_are_clamped_and_hotwords_split(engine):
+    settings = handlers.settings_for(engine, handlers.Controls(beam_width=10_000, hotwords=" Deep Speech , ,kenlm "))
+    assert settings.beam_width == handlers.MAX_BEAM_WIDTH
+    assert settings.hotwords == ("deep speech", "kenlm")
+    assert handlers.settings_for(engine, handlers.Controls(beam_width=0)).beam_width == 1
+
+
+# --- files and bad input ---------------------------------------------------------------------
+
+def test_file_goes_through_the_same_stream_path_as_the_microphone(engine, spoken_clip, clip):
+    """An upload shows the same utterances (same endpoints, same texts) as that audio spoken into the mic."""
+    session = None
+    for session, view in handlers.on_file(engine, None, str(spoken_clip), controls()):
+        pass
+    spoken, _ = speak_into(engine, None, [(clip[1], clip[0][i : i + int(CHUNK_SECONDS * clip[1])])
+                                         for i in range(0, len(clip[0]), int(CHUNK_SECONDS * clip[1]))])
+    assert len(session.history) >= 2  # the forced endpoint split it
+    assert history_texts(session) == history_texts(spoken)
+    assert all(line.source == f"upload: {spoken_clip.name}" for line in session.history)
+    assert view.picture_changed and view.picture is not None
+    assert "Audio processed" in view.figures and f"{len(clip[0]) / clip[1]:.1f} s" in view.figures
+
+
+def test_bad_upload_gives_a_one_line_message_and_the_session_goes_on(engine, spoken_clip, tmp_path):
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 50)
+    views = list(handlers.on_file(engine, None, str(garbage), controls()))
+    session, view = views[-1]
+    assert "garbage.wav" in view.notice and "not a readable audio file" in view.notice
+    assert str(tmp_path) not in view.notice and "Traceback" not in view.notice
+    assert not session.history
+    for session, view in handlers.on_file(engine, session, str(spoken_clip), controls()):
+        pass
+    assert session.history and 'class="error"' not in view.notice
+
+
+def test_error_messages_never_show_the_servers_folders(engine, tmp_path):
+    deep = tmp_path.joinpath(*["a-long-temporary-folder-name"] * 6)
+    deep.mkdir(parents=True)
+    garbage = deep / "notes.wav"
+    garbage.write_text("this is not audio at all")
+    _, view = list(handlers.on_file(engine, None, str(garbage), controls()))[-1]
+    assert "notes.wav: not a readable audio file" in view.notice
+    assert "a-long-temporary-folder-name" not in view.notice and str(tmp_path) not in view.notice
+
+
+def test_upload_limits(engine, spoken_clip, monkeypatch):
+    monkeypatch.setattr(handlers, "UPLOAD_MAX_SECONDS", 1.0)
+    _, view = list(handlers.on_file(engine, None, str(spoken_clip), controls()))[-1]
+    assert "limit" in view.notice and spoken_clip.name in view.notice
+    monkeypatch.setattr(handlers, "UPLOAD_MAX_BYTES", 1000)
+    _, view = list(handlers.on_file(engine, None, str(spoken_clip), controls()))[-1]
+    assert "MB limit" in view.notice
+
+
+def test_bad_microphone_chunk_is_reported_and_the_stream_keeps_going(engine, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    session, _ = handlers.on_microphone_chunk(engine, None, chunks[0], controls())
+    session, view = handlers.on_microphone_chunk(engine, session, (1000, chunks[1][1]), controls())
+    assert session.wait_until_idle(30)
+    view = handlers.view_of(session)
+    assert "sample rate" in view.notice and 'class="error"' in view.notice
+    session, view = handlers.on_microphone_chunk(engine, session, chunks[1], controls())
+    assert session.wait_until_idle(30)
+    assert session.stream is not None and session.figures["chunks"] == 2
+
+
+def test_starting_to_record_supersedes_a_file_in_progress(engine, spoken_clip, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    upload = handlers.on_file(engine, None, str(spoken_clip), controls())
+    session, _ = next(upload)
+    session, _ = handlers.on_microphone_chunk(engine, session, chunks[0], controls())
+    assert list(upload) == []  # the file stops at its next chunk
+    assert session.source == handlers.MICROPHONE
+
+
+# --- endpointing and history -----------------------------------------------------------------
+
+def test_endpoints_build_a_bounded_scrolling_history(engine, clip, monkeypatch):
+    monkeypatch.setattr(demo_session, "HISTORY_LIMIT", 3)
+    chunks, _ = as_browser_chunks(*clip)
+    session, view = None, None
+    seen_partial = False
+    for round_ in range(2):  # the clip twice: more utterances than the history keeps
+        for chunk in chunks:
+            session, view = handlers.on_microphone_chunk(engine, session, chunk, controls())
+            assert session.wait_until_idle(30)
+            seen_partial |= 'class="utterance partial"' in handlers.view_of(session).transcripts
+    session, view = handlers.on_record_stop(engine, session)
+    assert seen_partial
+    assert len(session.history) == 3
+    starts = [line.start_seconds for line in session.history]
+    assert starts == sorted(starts) and starts[-1] > 2 * UTTERANCE_SECONDS
+    assert view.transcripts.count('class="utterance"') == 2 * 3  # both columns, finished lines only
+    assert 'class="utterance partial"' not in view.transcripts
+    session, view = handlers.on_clear(engine, session)
+    assert not session.history and "Nothing yet" in view.transcripts and view.picture_changed and view.picture is None
+
+
+def test_stop_closes_the_last_utterance_and_keeps_it(engine, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    session = None
+    for chunk in chunks[:2]:  # 0.8 s: below the forced endpoint, so nothing finished yet
+        session, view = handlers.on_microphone_chunk(engine, session, chunk, controls())
+    assert session.wait_until_idle(30)
+    assert not session.history and session.picture is None
+    session, view = handlers.on_record_stop(engine, session)
+    assert len(session.history) == 1 and session.stream is None
+    assert view.picture_changed and view.picture is not None
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def test_differing_words_are_marked_in_both_columns():
+    greedy_flags, beam_flags = render.differing_words("the cat sad on the mat".split(), "the cat sat on a mat".split())
+    assert greedy_flags == [False, False, True, False, True, False]
+    assert beam_flags == [False, False, True, False, True, False]
+    html = render.transcripts_html([render.TranscriptLine("the cat sad", "the cat sat", "0:00.0-0:01.0"),
+                                    render.TranscriptLine("on <b>", "on <b>", "now", final=False)])
+    assert html.count('<mark class="differs">') == 2 and "sad</mark>" in html and "sat</mark>" in html
+    assert "&lt;b&gt;" in html and "<b>" not in html
+    assert 'class="utterance partial"' in html
+
+
+def test_picture_aligns_spectrogram_and_posteriorgram():
+    features = np.random.default_rng(0).standard_normal((200, 80)).astype(np.float32)
+    log_probs = np.log(np.full((50, 29), 0.01, np.float32))
+    log_probs[10:20, 5] = 0.0
+    image = render.utterance_picture(features, log_probs, 0.01, 0.04, title="test")
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert image.shape[0] > 300 and image.shape[1] > 600
+    assert render.utterance_picture(features[:0], log_probs[:0], 0.01, 0.04).shape[2] == 3  # empty utterance
+
+
+def test_figures_show_speed_and_device():
+    html = render.figures_html(render.LiveFigures(device="cpu (2 threads)", audio_seconds=12.34, real_time_factor=0.05,
+                                                  last_chunk_ms=20, last_chunk_audio_ms=400, mean_chunk_ms=18, chunks=31))
+    assert "cpu (2 threads)" in html and "12.3 s" in html and "20.0× faster" in html and "20 ms for 400 ms" in html
+
+
+def test_app_builds_with_the_engine(engine):
+    gradio = pytest.importorskip("gradio")
+    from demo import app
+
+    demo = app.build_app(engine)
+    assert isinstance(demo, gradio.Blocks)
+    rows, labels = app.example_rows()
+    assert rows and len(rows) == len(labels) and all(path.endswith(".wav") for [path] in rows)
