@@ -7,6 +7,7 @@ from pathlib import Path
 
 from asr.checkpoint import load_checkpoint
 from asr.device import resolve_device
+from asr.dispatch import BatchDispatcher
 from asr.streaming import EndpointConfig, Recognizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ class BeamSettings:
 class LoadedRecognizer:
     recognizer: Recognizer
     warnings: list[str] = field(default_factory=list)
+    dispatcher: BatchDispatcher | None = None  # set with batch_dispatch=True; close() it when the app stops
 
 
 def build_beam_decoder(settings: BeamSettings):
@@ -44,8 +46,13 @@ def build_beam_decoder(settings: BeamSettings):
 
 
 def load_recognizer(model: str | None = None, beam: BeamSettings | None = BeamSettings(), device: str = "auto",
-                    endpoint: EndpointConfig = EndpointConfig()) -> LoadedRecognizer:
-    """Model from a path or hf:// reference (default: the shipped one); beam=None for greedy only."""
+                    endpoint: EndpointConfig = EndpointConfig(), batch_dispatch: bool = False,
+                    max_batch_size: int = 64, max_wait_ms: float = 5.0) -> LoadedRecognizer:
+    """Model from a path or hf:// reference (default: the shipped one); beam=None for greedy only.
+
+    batch_dispatch=True runs every stream's model step through one BatchDispatcher (DS2's Batch
+    Dispatch), so concurrent streams share batched steps on the device.
+    """
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(model or DEFAULT_MODEL, device=torch_device)
     warnings: list[str] = []
@@ -54,5 +61,7 @@ def load_recognizer(model: str | None = None, beam: BeamSettings | None = BeamSe
         beam_decoder, warning = build_beam_decoder(beam)
         if warning:
             warnings.append(warning)
-    recognizer = Recognizer(checkpoint.model, checkpoint.feature_config, beam_decoder, endpoint=endpoint, device=torch_device)
-    return LoadedRecognizer(recognizer, warnings)
+    dispatcher = BatchDispatcher(checkpoint.model, torch_device, max_batch_size, max_wait_ms) if batch_dispatch else None
+    recognizer = Recognizer(checkpoint.model, checkpoint.feature_config, beam_decoder, endpoint=endpoint, device=torch_device,
+                            step_function=dispatcher.step if dispatcher else None)
+    return LoadedRecognizer(recognizer, warnings, dispatcher)
