@@ -57,6 +57,7 @@ class TrainConfig:
     dev_limit: int = 400  # dev utterances decoded each epoch
     stats_utterances: int = 200  # utterances used for the feature normalisation statistics
     log_every: int = 25
+    init_from: str = ""  # warm start from a checkpoint's weights (e.g. the shipped model), fresh optimizer
     eval_every: int = 1  # epochs between dev evaluations and checkpoints (the last epoch always gets one)
 
 
@@ -138,6 +139,13 @@ def train(config: TrainConfig) -> Path:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, step, best_cer = saved["epoch"], saved["step"], saved["best_cer"]
+    elif config.init_from:
+        from asr.checkpoint import load_checkpoint
+
+        warm = load_checkpoint(config.init_from).model
+        if warm.config != model.config:
+            raise SystemExit(f"error: {config.init_from} is a different model shape than --model {config.model}")
+        model.load_state_dict(warm.state_dict())
     else:
         mean, std = feature_statistics(SpeechDataset(train_entries, feature_config), config.stats_utterances, config.seed)
         model.feature_mean.copy_(mean.to(device))
