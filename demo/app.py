@@ -19,6 +19,8 @@ if str(REPO_ROOT) not in sys.path:  # `python demo/app.py` (and Hugging Face Spa
 
 import gradio as gr  # noqa: E402
 
+from asr.checkpoint import CheckpointError  # noqa: E402
+from asr.device import DeviceError  # noqa: E402
 from demo import handlers, render  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -143,8 +145,11 @@ def build_app(engine: handlers.Engine) -> gr.Blocks:
 def main() -> None:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("demo").setLevel(logging.INFO)
-    engine = handlers.load_engine(os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None,
-                                  os.environ.get("ASR_DEVICE") or "auto")
+    try:
+        engine = handlers.load_engine(os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None,
+                                      os.environ.get("ASR_DEVICE") or "auto")
+    except (CheckpointError, DeviceError) as error:
+        sys.exit(f"error: {error} (ASR_MODEL and ASR_DEVICE choose another model or device)")
     demo = build_app(engine)
     demo.queue(default_concurrency_limit=4).launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False,
                                                    show_error=False)

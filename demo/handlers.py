@@ -20,7 +20,7 @@ from asr.audio import load_audio
 from asr.features import AudioError
 from asr.pretrained import BeamSettings
 from demo import render
-from demo.session import DecoderChoice, Engine, Session, load_engine  # noqa: F401  (load_engine: for app and tests)
+from demo.session import DecoderChoice, Engine, FinishedLine, Session, load_engine  # noqa: F401  (load_engine: for app and tests)
 
 log = logging.getLogger("demo")
 
@@ -198,11 +198,16 @@ def _decoder(engine: Engine, controls: Controls) -> DecoderChoice:
     return engine.decoder_for(settings_for(engine, controls))
 
 
+def _when(line: FinishedLine) -> str:
+    """Where and when an utterance was said: "mic 0:03.2-0:05.9" or "clip.wav 0:00.0-0:02.1"."""
+    where = "mic" if line.source == MICROPHONE else line.source.removeprefix(f"{UPLOAD}: ")
+    return f"{where} {render.clock(line.start_seconds)}-{render.clock(line.end_seconds)}"
+
+
 def view_of(session: Session) -> View:
     """What the tab should show now (the picture only when it changed since the last view)."""
     with session.lock:
-        lines = [render.TranscriptLine(line.greedy, line.beam, f"{render.clock(line.start_seconds)}-{render.clock(line.end_seconds)}",
-                                       beam_note=line.decoder.label if line.decoder else "")
+        lines = [render.TranscriptLine(line.greedy, line.beam, _when(line), beam_note=line.decoder.label if line.decoder else "")
                  for line in session.history]
         greedy, beam = session.partial
         current = session.current

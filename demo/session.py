@@ -214,13 +214,17 @@ class Session:
     def finish_stream(self, timeout: float = FINISH_TIMEOUT_SECONDS) -> bool:
         """Decode what is queued, flush the Stream and close its last utterance; True if that drew a picture."""
         with self.lock:
-            if self.stream is None:
+            stream = self.stream
+            if stream is None:
                 return False
-            if not self.wait_until_idle(timeout):
+            idle = self.wait_until_idle(timeout)  # releases the lock while it waits
+            if self.stream is not stream:
+                return False  # another handler finished or replaced it meanwhile
+            if not idle:
                 log.warning("session %d: gave up waiting for queued audio; dropping the stream", self.id)
                 self.drop_stream()
                 return False
-            stream, self.stream = self.stream, None
+            self.stream = None
             self.stream_number += 1
             partial = stream.finalize()
             picture = self._picture(partial.finished[-1], self.source) if partial.finished else None

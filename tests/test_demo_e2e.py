@@ -4,8 +4,8 @@ Transcripts in the page are compared with what the command line gives for the sa
 shipped model is used when it exists (then the microphone path must agree within CER 0.15);
 without it a tiny random model stands in: its text is gibberish, but deterministic, so the
 upload path must still match the command line exactly, and the microphone path, whose audio the
-browser captures and processes (resampling, gain control, chunk timing), within a looser bound.
-Screenshots and the server log go to tests/artifacts/.
+browser captures and resamples, within a looser bound. Screenshots and the server log go to
+tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -37,20 +37,24 @@ ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 EXAMPLES = REPO_ROOT / "demo" / "examples"
 MIC_EXAMPLE = "example-5-espeak-en-us_grandpa.wav"  # two sentences and a pause: endpointing splits it
 UPLOAD_EXAMPLE = "example-4-flite-rms.wav"
-CAPTURE_RATE = 48_000  # what Chromium's fake capture device and the page's recorder run at
+CAPTURE_RATE = 48_000  # what microphones in Chromium usually deliver; the page may still get another rate
 LEAD_SILENCE_S, TRAIL_SILENCE_S = 1.0, 2.0  # the recorder may miss its first chunk; Stop may cut the last
 SERVER_START_TIMEOUT_S = 180
 WAIT_MS = 90_000
-# The shipped model hears the browser's audio much as the file's; random weights amplify every difference.
-REAL_MODEL = DEFAULT_MODEL.is_file()
-MIC_MAX_CER = {"greedy": 0.15, "beam": 0.15} if REAL_MODEL else {"greedy": 0.35, "beam": 0.6}
+# DEMO_E2E_MODEL names another trained checkpoint to test with (say, one still in training).
+TRAINED_MODEL = Path(os.environ["DEMO_E2E_MODEL"]) if os.environ.get("DEMO_E2E_MODEL") else DEFAULT_MODEL
+REAL_MODEL = TRAINED_MODEL.is_file()
+# The page gets the file resampled (to 44.1 kHz stereo, here) and starting a few ms late. A trained model
+# hears that much as it hears the file; random weights flip their output on such small shifts (measured:
+# greedy CER 0 or 0.28 depending on the start offset, beam + LM 0.2 to 0.5), hence the looser bounds.
+MIC_MAX_CER = {"greedy": 0.15, "beam": 0.15} if REAL_MODEL else {"greedy": 0.5, "beam": 0.75}
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (bash demo/setup.sh --tests)")
 
 
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint) -> Path:
-    return DEFAULT_MODEL if REAL_MODEL else tiny_checkpoint
+    return TRAINED_MODEL if REAL_MODEL else tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +139,24 @@ def browser(clips):
             chromium.close()
 
 
+# The page asks for the microphone with the browser's defaults: echo cancellation, noise suppression and
+# automatic gain control, which reshape the signal over time. They belong to the browser, not to the app,
+# so the test turns them off and the comparison measures what the app does with the audio it is given.
+RAW_MICROPHONE = """(() => {
+  const media = navigator.mediaDevices, request = media.getUserMedia.bind(media);
+  media.getUserMedia = constraints => {
+    if (constraints && constraints.audio) {
+      const audio = typeof constraints.audio === "object" ? constraints.audio : {};
+      constraints = {...constraints, audio: {...audio, echoCancellation: false, noiseSuppression: false, autoGainControl: false}};
+    }
+    return request(constraints);
+  };
+})();"""
+
+
 def open_page(browser, url):
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.add_init_script(RAW_MICROPHONE)
     page.set_default_timeout(WAIT_MS)
     page.goto(url)
     page.wait_for_selector('#figures td[data-name="State"]')
@@ -190,9 +210,11 @@ def test_microphone_transcripts_grow_live_and_agree_with_the_cli(browser, server
     assert page.locator("#picture img").count() == 1  # the spectrogram and posteriorgram of the last utterance
     expected = cli["microphone"]
     assert expected["greedy"], "the command line heard nothing: the comparison would mean nothing"
-    for column, key in (("greedy", "greedy"), ("beam", "beam")):
+    for column in ("greedy", "beam"):
         heard = finished_text(page, column)
-        assert cer(expected[key], heard) <= MIC_MAX_CER[key], f"{column}: page {heard!r} vs command line {expected[key]!r}"
+        error_rate = cer(expected[column], heard)
+        print(f"microphone {column}: CER {error_rate:.3f} against the command line")
+        assert error_rate <= MIC_MAX_CER[column], f"{column}: page {heard!r} vs command line {expected[column]!r} (CER {error_rate:.3f})"
     page.close()
 
 
