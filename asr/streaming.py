@@ -110,6 +110,7 @@ class Stream:
         self.beam_decoder = beam_decoder
         self.featurizer = StreamingFeaturizer(recognizer.feature_config)
         self.model_state = recognizer.model.initial_state(1, recognizer.device)
+        self._held_frames = torch.zeros(0, recognizer.feature_config.n_mels)
         self.audio_seconds = 0.0
         self.compute_seconds = 0.0
         self.utterances_done = 0
@@ -133,7 +134,7 @@ class Stream:
         return partial
 
     def _process(self, frames: torch.Tensor, chunk_seconds: float, started: float, end_of_stream: bool) -> Partial:
-        log_probs = self._run_model(frames)
+        log_probs = self._run_model(frames, flush=end_of_stream)
         if end_of_stream:
             tail, self.model_state = self.recognizer.model.finish(self.model_state)
             log_probs = np.concatenate([log_probs, tail[0].float().cpu().numpy()])
@@ -148,8 +149,13 @@ class Stream:
             compute_seconds=elapsed, real_time_factor=self.compute_seconds / max(self.audio_seconds, 1e-9),
         )
 
-    def _run_model(self, frames: torch.Tensor) -> np.ndarray:
-        if len(frames) == 0:
+    def _run_model(self, frames: torch.Tensor, flush: bool = False) -> np.ndarray:
+        """Step the model on whole multiples of the time subsampling (the rest waits, at most 30 ms), so
+        streams send uniformly shaped chunks and Batch Dispatch can stack them; exact for any split."""
+        frames = torch.cat([self._held_frames, frames])
+        usable = len(frames) if flush else len(frames) - len(frames) % self.recognizer.model.config.time_subsampling
+        frames, self._held_frames = frames[:usable], frames[usable:]
+        if usable == 0:
             return np.zeros((0, self.recognizer.model.config.num_labels), dtype=np.float32)
         log_probs, self.model_state = self.recognizer.step_function(frames[None].to(self.recognizer.device), self.model_state)
         return log_probs[0].float().cpu().numpy()
