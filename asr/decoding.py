@@ -15,7 +15,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Collection
 
-import kenlm
 import numpy as np
 from pyctcdecode.alphabet import Alphabet
 from pyctcdecode.constants import (
@@ -31,6 +30,11 @@ from pyctcdecode.decoder import _log_softmax, _sum_log_scores
 from pyctcdecode.language_model import HotwordScorer, LanguageModel, load_unigram_set_from_arpa
 
 from asr.text import BLANK_INDEX, LABELS
+
+try:
+    import kenlm
+except ImportError:  # the LM is optional: without kenlm, beam search runs without one and says so
+    kenlm = None
 
 
 @dataclass(frozen=True)
@@ -264,11 +268,13 @@ def read_unigrams(lm_path: str | Path, unigrams: str | Path | Collection[str] | 
     return words
 
 
-def open_kenlm(lm_path: str | Path) -> kenlm.Model:
+def open_kenlm(lm_path: str | Path) -> "kenlm.Model":
     """The KenLM model at lm_path; LanguageModelError, naming the file, if it is missing or unreadable."""
     lm_path = Path(lm_path)
     if not lm_path.is_file():
         raise LanguageModelError(f"language model {lm_path} does not exist")
+    if kenlm is None:
+        raise LanguageModelError(f"language model {lm_path} cannot be used: the kenlm package is not installed")
     try:
         return kenlm.Model(str(lm_path))
     except (OSError, ValueError) as error:  # kenlm raises OSError, or UnicodeDecodeError on binary garbage
