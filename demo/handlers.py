@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from asr.audio import load_audio
-from asr.features import AudioError
+from asr.features import AudioError, to_mono_float32
 from asr.pretrained import BeamSettings
 from demo import render
 from demo.session import DecoderChoice, Engine, FinishedLine, Session, load_engine  # noqa: F401  (load_engine: for app and tests)
@@ -106,9 +106,16 @@ def on_record_start(engine: Engine, session: Session | None) -> tuple[Session, V
 
 
 def on_microphone_chunk(engine: Engine, session: Session | None, audio, controls: Controls) -> tuple[Session, View]:
-    """A chunk from the browser, `(sample_rate, samples)` as Gradio delivers it: queued for the Stream as is."""
+    """A chunk from the browser, `(sample_rate, samples)` as Gradio delivers it: checked, made mono, queued for the Stream."""
     session = _live(engine, session)
     if audio is None or _after_stop(session):
+        return session, view_of(session)
+    sample_rate, samples = audio
+    try:  # a chunk no stream could take (no rate, not an array) is refused here, before it is queued
+        samples = to_mono_float32(samples, sample_rate)
+    except AudioError as error:
+        with session.lock:
+            session.errors = [f"{MICROPHONE}: {error}"]
         return session, view_of(session)
     choice = _decoder(engine, controls)
     with session.lock:
@@ -116,7 +123,6 @@ def on_microphone_chunk(engine: Engine, session: Session | None, audio, controls
             session.start_stream(MICROPHONE, choice)
         else:
             session.choose_decoder(choice)
-        sample_rate, samples = audio
         session.enqueue(samples, sample_rate)
     return session, view_of(session)
 
@@ -211,9 +217,11 @@ def view_of(session: Session) -> View:
                  for line in session.history]
         greedy, beam = session.partial
         current = session.current
+        newest = current if session.stream is not None or not session.history else session.history[-1].decoder
         if session.stream is not None and (greedy or beam):
             lines.append(render.TranscriptLine(greedy, beam, "now", final=False, beam_note=current.label if current else ""))
-        beam_title = "Beam search + LM" if current is None or current.has_lm else "Beam search (no LM)"
+        # The title speaks for the newest line; each line's note says what it was decoded with.
+        beam_title = "Beam search + LM" if newest is None or newest.has_lm else "Beam search (no LM)"
         figures, chunks = session.figures, session.figures.get("chunks", 0)
         live = render.LiveFigures(
             device=session.engine.device, audio_seconds=figures.get("audio_seconds", 0.0), real_time_factor=figures.get("rtf"),

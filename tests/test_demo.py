@@ -78,6 +78,8 @@ def as_browser_chunks(samples: np.ndarray, rate: int, out_rate: int = 48000, cha
 
 
 def speak_into(engine, session, chunks, settings=None):
+    """Record, send the chunks, stop: what the page does."""
+    session, _ = handlers.on_record_start(engine, session)
     for chunk in chunks:
         session, view = handlers.on_microphone_chunk(engine, session, chunk, settings or controls())
     return handlers.on_record_stop(engine, session)
@@ -175,7 +177,8 @@ def test_settings_change_applies_from_the_next_utterance(engine, clip):
     session, _ = handlers.on_microphone_chunk(engine, None, chunks[0], before)  # 0.4 s into utterance 1
     session, view = handlers.on_controls_change(engine, session, after)
     assert "next utterance" in view.notice
-    session, _ = speak_into(engine, session, chunks[1:], after)
+    session, view = speak_into(engine, session, chunks[1:], after)
+    assert "Beam search (no LM)" in view.transcripts  # the newest line was decoded without the LM
 
     lines = list(session.history)
     assert len(lines) >= 3
@@ -194,6 +197,28 @@ def test_settings_change_applies_from_the_next_utterance(engine, clip):
         expected.append(with_before if index == 0 else with_after)
     assert differs, "the two settings must decode this audio differently for the test to mean anything"
     assert [line.beam for line in lines] == expected
+
+
+def test_beam_column_title_speaks_for_the_newest_line(engine, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    session, view = speak_into(engine, None, chunks[:2], controls(use_lm=True))
+    session, view = handlers.on_controls_change(engine, session, controls(use_lm=False))
+    assert "Beam search + LM" in view.transcripts  # what is on screen was decoded with the LM
+    assert "no LM" in view.figures  # what the next utterance will use
+    session, view = speak_into(engine, session, chunks[:2], controls(use_lm=False))
+    assert len(session.history) == 2
+    assert "Beam search (no LM)" in view.transcripts
+
+
+def test_a_chunk_sent_after_stop_is_not_a_new_recording(engine, clip):
+    """The browser may send the tail of a recording after Stop; it must not open a stream nobody will close."""
+    chunks, _ = as_browser_chunks(*clip)
+    session, _ = speak_into(engine, None, chunks[:2])
+    session, view = handlers.on_microphone_chunk(engine, session, chunks[2], controls())
+    assert session.stream is None and 'data-name="State">finished' in view.figures
+    session, _ = handlers.on_record_start(engine, session)
+    session, _ = handlers.on_microphone_chunk(engine, session, chunks[2], controls())
+    assert session.stream is not None
 
 
 def test_decoders_are_cached_by_settings(engine, clip):
