@@ -106,7 +106,8 @@ def load_engine(model: str | None = None, lm_path: str | None = None, device: st
                 endpoint: EndpointConfig = EndpointConfig()) -> Engine:
     """The one place the demo makes its Recognizer (switch it to Batch Dispatch here)."""
     settings = BeamSettings(lm_path=lm_path)
-    loaded = load_recognizer(model, settings, device=device, endpoint=endpoint)
+    # Batch Dispatch: the chunks that concurrent sessions have waiting run through the model as one batch.
+    loaded = load_recognizer(model, settings, device=device, endpoint=endpoint, batch_dispatch=True)
     recognizer = loaded.recognizer
     decoders = DecoderCache()
     decoders.put(settings, recognizer.beam_decoder, loaded.warnings[0] if loaded.warnings else None)
