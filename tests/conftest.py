@@ -18,6 +18,19 @@ from asr.model import NAMED_CONFIGS, DeepSpeech2
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def random_eval_model(config, seed: int = 0, model_class: type[DeepSpeech2] = DeepSpeech2) -> DeepSpeech2:
+    """Random weights with non-trivial BatchNorm statistics and normalisation, so every part of the model matters."""
+    torch.manual_seed(seed)
+    model = model_class(config)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.feature_mean.uniform_(-1, 1)
+    model.feature_std.uniform_(0.5, 2)
+    return model.eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised tiny model saved in the real format (fast to load and run)."""
@@ -54,3 +67,20 @@ def noise_wav(tmp_path) -> Path:
     path = tmp_path / "noise.wav"
     soundfile.write(str(path), (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32), 16000)
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (minutes each)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes; skipped unless pytest is given --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

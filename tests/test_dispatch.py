@@ -12,6 +12,7 @@ import torch
 
 from asr.device import DeviceError, resolve_device
 from asr.dispatch import BatchDispatcher, batch_key
+from tests.conftest import random_eval_model
 from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig, StreamState
 
 LSTM_CONFIG = ModelConfig(conv_channels=(8, 8), conv_time_kernels=(3, 5), conv_freq_kernels=(11, 5), conv_time_strides=(2, 2),
@@ -19,17 +20,6 @@ LSTM_CONFIG = ModelConfig(conv_channels=(8, 8), conv_time_kernels=(3, 5), conv_f
 POISON = 1.0e6  # a feature value the failing model refuses, standing in for any error raised inside a step
 
 
-def random_eval_model(config: ModelConfig, seed: int = 0, model_class: type[DeepSpeech2] = DeepSpeech2) -> DeepSpeech2:
-    """Random weights with non-trivial BatchNorm statistics, so every part of the model matters."""
-    torch.manual_seed(seed)
-    model = model_class(config)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    model.feature_mean.uniform_(-1, 1)
-    model.feature_std.uniform_(0.5, 2)
-    return model.eval()
 
 
 class FailingModel(DeepSpeech2):

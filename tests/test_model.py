@@ -3,20 +3,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from tests.conftest import random_eval_model
 from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig
 
 
-def random_eval_model(config: ModelConfig, seed: int = 0) -> DeepSpeech2:
-    """A randomly initialised model in eval mode with non-trivial BatchNorm statistics and normalisation."""
-    torch.manual_seed(seed)
-    model = DeepSpeech2(config)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    model.feature_mean.uniform_(-1, 1)
-    model.feature_std.uniform_(0.5, 2)
-    return model.eval()
 
 
 MODELS = {name: random_eval_model(NAMED_CONFIGS[name]) for name in ("small", "large", "tiny")}
