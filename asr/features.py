@@ -188,6 +188,6 @@ class StreamingFeaturizer:
 def compute_features(samples, sample_rate: int, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
     """Offline log-mel frames of a whole signal: resample in one go, then frame it."""
     mono = torch.from_numpy(to_mono_float32(samples, sample_rate))
-    if sample_rate != config.sample_rate:
+    if sample_rate != config.sample_rate and mono.numel():  # torchaudio cannot resample nothing
         mono = torchaudio.functional.resample(mono, int(sample_rate), config.sample_rate)
     return LogMel(config)(mono)

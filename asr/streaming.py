@@ -92,9 +92,12 @@ class Recognizer:
         from asr.features import compute_features
 
         features = compute_features(samples, sample_rate, self.feature_config)
-        with torch.no_grad():
-            log_probs, _ = self.model(features[None].to(self.device), torch.tensor([len(features)], device=self.device))
-        log_probs = log_probs[0].float().cpu().numpy()
+        if len(features) == 0:  # shorter than one analysis window: nothing to hear, as the streaming path finds
+            log_probs = np.zeros((0, self.model.config.num_labels), dtype=np.float32)
+        else:
+            with torch.no_grad():
+                log_probs, _ = self.model(features[None].to(self.device), torch.tensor([len(features)], device=self.device))
+            log_probs = log_probs[0].float().cpu().numpy()
         beam = self.beam_decoder.new_stream() if self.beam_decoder else None
         if beam is not None:
             beam.extend(log_probs)

@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
-from asr.audio import load_audio
+from asr.audio import audio_blocks, audio_info, load_audio
 from asr.checkpoint import CheckpointError
 from asr.device import DEVICE_CHOICES, DeviceError
 from asr.features import AudioError
@@ -48,29 +50,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def transcribe_file(recognizer: Recognizer, path: str, chunk_ms: int | None) -> dict:
-    samples, rate = load_audio(path)
-    duration = len(samples) / rate
-    started = time.perf_counter()
-    if chunk_ms is None and duration <= MAX_OFFLINE_SECONDS:
+    info = audio_info(path)
+    if chunk_ms is None and info.frames / info.samplerate <= MAX_OFFLINE_SECONDS:
+        samples, rate = load_audio(path)
+        started = time.perf_counter()
         greedy, beam, _ = recognizer.transcribe(samples, rate)
-        greedy_text, beam_text = greedy.text, beam.text if beam else None
-    else:
-        greedy_text, beam_text = _transcribe_streaming(recognizer, samples, rate, chunk_ms, endpointing=chunk_ms is None)
+        greedy_text, beam_text, frames = greedy.text, beam.text if beam else None, len(samples)
+    else:  # read piece by piece: hours of audio never sit in memory at once
+        rate, blocks = audio_blocks(path, max(1, int(info.samplerate * (chunk_ms or 500) / 1000)))
+        started = time.perf_counter()
+        greedy_text, beam_text, frames = _transcribe_streaming(recognizer, blocks, rate, endpointing=chunk_ms is None)
     elapsed = time.perf_counter() - started
+    duration = frames / rate
     return {"file": path, "duration_s": round(duration, 3), "greedy": greedy_text, "beam": beam_text, "rtf": round(elapsed / max(duration, 1e-9), 4)}
 
 
-def _transcribe_streaming(recognizer: Recognizer, samples: np.ndarray, rate: int, chunk_ms: int | None, endpointing: bool) -> tuple[str, str | None]:
-    """Chunked through one Stream; without endpointing it equals the offline decode exactly."""
+def _transcribe_streaming(recognizer: Recognizer, blocks: Iterable[np.ndarray], rate: int, endpointing: bool) -> tuple[str, str | None, int]:
+    """Blocks through one Stream; without endpointing it equals the offline decode exactly. Returns the frame count too."""
     stream = recognizer.create_stream(endpoint=EndpointConfig(enabled=endpointing))
-    chunk = max(1, int(rate * (chunk_ms or 500) / 1000))
-    utterances = []
-    for start in range(0, len(samples), chunk):
-        utterances += stream.accept(samples[start : start + chunk], rate).finished
-    utterances += stream.finalize().finished
-    greedy = " ".join(u.greedy.text for u in utterances if u.greedy.text)
-    beam = " ".join(u.beam.text for u in utterances if u.beam and u.beam.text) if recognizer.beam_decoder else None
-    return greedy, beam
+    greedy_texts, beam_texts, frames = [], [], 0
+
+    def keep_texts(utterances) -> None:  # only the words: an utterance's features and log-probs would pile up for hours
+        greedy_texts.extend(u.greedy.text for u in utterances if u.greedy.text)
+        beam_texts.extend(u.beam.text for u in utterances if u.beam and u.beam.text)
+
+    for block in blocks:
+        frames += len(block)
+        keep_texts(stream.accept(block, rate).finished)
+    keep_texts(stream.finalize().finished)
+    return " ".join(greedy_texts), " ".join(beam_texts) if recognizer.beam_decoder else None, frames
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = transcribe_file(loaded.recognizer, path, args.chunk_ms)
         except AudioError as error:
-            print(f"error: {error}", file=sys.stderr)
+            message = str(error)
+            named = message.startswith((f"{path}:", f"{Path(path)}:"))
+            print(f"error: {message if named else f'{path}: {message}'}", file=sys.stderr)
             failures += 1
             continue
         if args.json:

@@ -2,7 +2,8 @@
 
     python demo/app.py      # http://localhost:7860 (GRADIO_SERVER_PORT respected)
 
-ASR_MODEL, ASR_LM and ASR_DEVICE override the shipped model, the shipped LM and the device (auto).
+ASR_MODEL, ASR_LM and ASR_DEVICE override the shipped model, the shipped LM and the device (auto);
+ASR_MAX_RECORDINGS and ASR_QUEUE_SIZE the overload limits below (raise them on a bigger machine).
 This file is layout and wiring only: handlers.py does the work, render.py draws it.
 """
 
@@ -28,6 +29,15 @@ STREAM_EVERY_SECONDS = 0.4
 MAX_RECORDING_SECONDS = 600
 SESSION_IDLE_SECONDS = 1800  # a tab silent this long loses its stream and history (it starts afresh)
 MAX_UPLOAD = "50mb"  # Gradio refuses bigger uploads; handlers.UPLOAD_MAX_BYTES checks again
+# Overload (bench/load.py, bench/RESULTS.md "Load"): recordings past MAX_RECORDINGS wait in Gradio's queue for a
+# free slot, and past QUEUE_SIZE waiting events new ones are refused with Gradio's "queue is full". Without a limit
+# the server starves: with 16 recordings at once on 2 shared cores Gradio dropped 4-50 % of the chunks (one that
+# arrives while the previous one is still being handled replaces it), so transcripts lost words, and words showed
+# 12 s late instead of within 1 s. A recording costs about 0.2-0.3 CPU seconds per second of speech; 4 (one per
+# decoding thread, session.WORKER_THREADS) kept every chunk. Raise ASR_MAX_RECORDINGS on a bigger machine.
+MAX_RECORDINGS = 4
+QUEUE_SIZE = 32
+EVENTS_AT_ONCE = 4  # every other event (page load, Stop, settings, uploads at 2) per listener
 
 
 def example_rows() -> tuple[list[list[str]], list[str]]:
@@ -42,7 +52,7 @@ def example_rows() -> tuple[list[list[str]], list[str]]:
     return [[str(EXAMPLES_DIR / e["file"])] for e in entries], [f'“{e["text"]}” ({e["voice"]})' for e in entries]
 
 
-def build_app(engine: handlers.Engine) -> gr.Blocks:
+def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> gr.Blocks:
     defaults = handlers.default_controls(engine)
     with gr.Blocks(title="Streaming Deep Speech 2", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -134,7 +144,7 @@ def build_app(engine: handlers.Engine) -> gr.Blocks:
         hotwords.blur(controls_changed, [session, *controls], shown, **quiet)
         microphone.start_recording(record_start, [session], shown, **quiet)
         microphone.stream(microphone_chunk, [session, microphone, *controls], shown, stream_every=STREAM_EVERY_SECONDS,
-                          time_limit=MAX_RECORDING_SECONDS, concurrency_limit=None, **quiet)
+                          time_limit=MAX_RECORDING_SECONDS, concurrency_limit=max_recordings, **quiet)
         microphone.stop_recording(record_stop, [session], shown, **quiet)
         upload.change(file_chosen, [session, upload, *controls], shown, concurrency_limit=2, **quiet)
         clear.click(clear_history, [session], shown, **quiet)
@@ -145,14 +155,22 @@ def build_app(engine: handlers.Engine) -> gr.Blocks:
 def main() -> None:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("demo").setLevel(logging.INFO)
+    max_recordings, queue_size = _positive_int("ASR_MAX_RECORDINGS", MAX_RECORDINGS), _positive_int("ASR_QUEUE_SIZE", QUEUE_SIZE)
     try:
         engine = handlers.load_engine(os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None,
                                       os.environ.get("ASR_DEVICE") or "auto")
     except (CheckpointError, DeviceError) as error:
         sys.exit(f"error: {error} (ASR_MODEL and ASR_DEVICE choose another model or device)")
-    demo = build_app(engine)
-    demo.queue(default_concurrency_limit=4).launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False,
-                                                   show_error=False)
+    demo = build_app(engine, max_recordings=max_recordings)
+    demo.queue(default_concurrency_limit=EVENTS_AT_ONCE, max_size=queue_size)
+    demo.launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False, show_error=False)
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        sys.exit(f"error: {name} must be a positive whole number, got {value!r}")
+    return int(value)
 
 
 if __name__ == "__main__":
