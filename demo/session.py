@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -104,7 +105,10 @@ class Engine:
 
 def load_engine(model: str | None = None, lm_path: str | None = None, device: str = "auto",
                 endpoint: EndpointConfig = EndpointConfig()) -> Engine:
-    """The one place the demo makes its Recognizer (switch it to Batch Dispatch here)."""
+    """The one place the demo makes its Recognizer."""
+    # One intra-op thread: the decode workers and the dispatcher already keep both vCPUs busy, and
+    # OpenMP threads spinning against them made steps several times slower on a shared 2-core box.
+    torch.set_num_threads(int(os.environ.get("ASR_TORCH_THREADS", "1")))
     settings = BeamSettings(lm_path=lm_path)
     # Batch Dispatch: the chunks that concurrent sessions have waiting run through the model as one batch.
     loaded = load_recognizer(model, settings, device=device, endpoint=endpoint, batch_dispatch=True)
