@@ -1,7 +1,7 @@
 """Streaming speed of the acoustic pipeline (features + model step + greedy) for `small` and `large`.
 
 Prints, for each model and chunk size: real-time factor (audio seconds per compute second), the
-mean time per chunk in the first minute of a stream and after `--minutes` of audio (their ratio
+median time per chunk (robust to other tenants of a shared machine) in the first minute of a stream and after `--minutes` of audio (their ratio
 shows whether work per chunk grows with stream length), and the process's peak RSS.
 
     python bench/stream_bench.py --minutes 30
@@ -57,7 +57,7 @@ def run_stream(recognizer: Recognizer, minutes: float, chunk_ms: int) -> dict:
         elif index >= total_chunks - chunks_per_minute:
             last.append(elapsed)
     audio_seconds = total_chunks * chunk / rate
-    return {"rtf_x": audio_seconds / total_compute, "first_ms": 1000 * np.mean(first), "last_ms": 1000 * np.mean(last or first)}
+    return {"rtf_x": audio_seconds / total_compute, "first_ms": 1000 * np.median(first), "last_ms": 1000 * np.median(last or first)}
 
 
 def main() -> None:
