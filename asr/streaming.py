@@ -8,7 +8,7 @@ that hour-long sessions keep bounded decoder state and a bounded history for pic
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import numpy as np
@@ -174,7 +174,15 @@ class Stream:
                 finished.append(self._close_utterance())
         if end_of_stream and (self._utterance_frames or self.greedy.result().text):
             finished.append(self._close_utterance())
+        elif finished:
+            self._reset_recurrent_state()
         return finished
+
+    def _reset_recurrent_state(self) -> None:
+        """After an endpoint the GRUs start afresh. They were trained on utterances of seconds; a hidden state
+        carried through many minutes drifts (bench/long_stream.py: pauses stopped being found after ~15 min)."""
+        fresh = self.recognizer.model.initial_state(1, self.recognizer.device)
+        self.model_state = replace(self.model_state, rnn_hidden=fresh.rnn_hidden)
 
     def _endpoint_within(self, log_probs: np.ndarray) -> int | None:
         """Index after which the current utterance should close, or None."""
