@@ -64,3 +64,20 @@ def test_cuda_request_without_cuda_is_one_line(tiny_checkpoint, spoken_clip):
     result = run_cli("transcribe", "--device", "cuda", "--model", tiny_checkpoint, spoken_clip)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "CUDA is not available" in result.stderr
+
+
+def test_evaluate_and_tune_lm_print_their_tables(tiny_checkpoint, spoken_clip, tmp_path):
+    import soundfile as sf
+
+    from asr.data.manifest import ManifestEntry, write_manifest
+
+    text = "the quick brown fox jumps over the lazy dog"
+    write_manifest(tmp_path / "m.jsonl", [ManifestEntry(spoken_clip, sf.info(str(spoken_clip)).duration, text)] * 2)
+    result = run_cli("evaluate", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
+    assert {"greedy", "beam", "beam+lm"} <= set(rows)
+    assert float(rows["greedy"][1]) >= 90.0  # random weights: almost every word wrong
+    result = run_cli("tune-lm", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4, "--alphas", "0,1", "--betas", "0,1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("best: --alpha")
