@@ -10,7 +10,7 @@ Streaming parity is a property of the model here, not of the loop around it:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn

@@ -8,7 +8,7 @@ that hour-long sessions keep bounded decoder state and a bounded history for pic
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import numpy as np

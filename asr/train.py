@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import jiwer
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel

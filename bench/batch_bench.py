@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shlex
 import sys
 import threading
@@ -38,6 +37,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from results import write_section  # noqa: E402
 
 from asr.device import DEVICE_CHOICES, DeviceError, resolve_device  # noqa: E402
 from asr.dispatch import BatchDispatcher  # noqa: E402
@@ -46,7 +47,6 @@ from asr.model import NAMED_CONFIGS, DeepSpeech2  # noqa: E402
 
 TEST_MANIFEST = REPO_ROOT / "data" / "synth" / "test.jsonl"
 SHIPPED_MODEL = REPO_ROOT / "asr" / "pretrained" / "ds2_small.pt"
-RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
 SECTION = "## Batch Dispatch"
 TAPE_SECONDS = 90.0  # the audio every stream reads from, each at its own offset
 
@@ -476,12 +476,7 @@ def machine_line(device: torch.device) -> str:
 
 
 def write_results(report: str) -> None:
-    """Replace only this bench's section of RESULTS.md (the other sections belong to other benches)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"{SECTION}\n\n{report}\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    write_section(SECTION, report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -33,6 +32,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from results import write_section  # noqa: E402
 
 from asr.decoding import (  # noqa: E402
     BeamSearchDecoder,
@@ -49,7 +50,6 @@ CHECKPOINTS_S = (5, 30, 120)
 BLOCK_S = 10.0  # the stream repeats a block of about this length; each checkpoint's window spans one block
 NAIVE_REPEATS = 3  # naive timings: this many consecutive chunk ends from each checkpoint on
 DEFAULT_LM = REPO_ROOT / "lm" / "default" / "lm.binary"
-RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
 FLASHLIGHT_TOKENS = ["-", "|"] + list(LABELS[2:])  # flashlight names blank "-" and word boundary "|"
 
 
@@ -259,12 +259,7 @@ def error_rates(truth: str, transcripts: dict[str, str]) -> str:
 
 
 def write_results(report: str) -> None:
-    """Replace only the '## Decoding' section of RESULTS.md (the other sections belong to other benches)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"## Decoding\n\n{report}\n\n"
-    pattern = re.compile(r"^## Decoding\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    write_section("## Decoding", report)
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ from gradio_client.utils import QueueError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from results import write_section  # noqa: E402
 
 from asr.pretrained import BeamSettings  # noqa: E402
 
@@ -512,12 +514,7 @@ def report_text(command: str, header: str, levels: list[dict], max_cers: tuple[f
 
 
 def write_results(report: str) -> None:
-    """Replace only this bench's section of RESULTS.md (the other sections belong to other benches)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"{SECTION}\n\n{report}\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    write_section(SECTION, report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ import itertools
 import logging
 import os
 import threading
-import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
