@@ -31,6 +31,17 @@ def random_eval_model(config, seed: int = 0, model_class: type[DeepSpeech2] = De
     return model.eval()
 
 
+def word_chain_arpa(words: list[tuple[str, float]]) -> str:
+    """A hand-written ARPA: the given unigrams (log10 probs) and the bigram chain <s> w1 w2 ... </s>.
+
+    Small enough to reason about in a test, strong enough for the LM to change what beam search prefers."""
+    chain = ["<s>"] + [word for word, _ in words] + ["</s>"]
+    bigrams = [f"{-0.2 if i in (0, len(chain) - 2) else -0.3}\t{a} {b}" for i, (a, b) in enumerate(zip(chain, chain[1:]))]
+    unigrams = ["-1.0\t<unk>\t0", "-99\t<s>\t-0.3", "-1.0\t</s>\t0"] + [f"{logp}\t{word}\t-0.2" for word, logp in words]
+    return "\n".join(["\\data\\", f"ngram 1={len(unigrams)}", f"ngram 2={len(bigrams)}", "", "\\1-grams:", *unigrams,
+                      "", "\\2-grams:", *bigrams, "", "\\end\\", ""])
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised tiny model saved in the real format (fast to load and run)."""

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import pytest
+
+from tests.conftest import word_chain_arpa
 from pyctcdecode.decoder import BeamSearchDecoderCTC
 
 from asr.decoding import (
@@ -24,26 +26,7 @@ from asr.decoding import (
 )
 from asr.text import LABELS
 
-THREE_WORD_ARPA = """\\data\\
-ngram 1=6
-ngram 2=4
-
-\\1-grams:
--1.0\t<unk>\t0
--99\t<s>\t-0.3
--1.0\t</s>\t0
--0.7\tthe\t-0.2
--0.9\tcat\t-0.2
--1.1\tsat\t-0.2
-
-\\2-grams:
--0.2\t<s> the
--0.3\tthe cat
--0.3\tcat sat
--0.2\tsat </s>
-
-\\end\\
-"""
+THREE_WORD_ARPA = word_chain_arpa([("the", -0.7), ("cat", -0.9), ("sat", -1.1)])
 FLOOR = 1e-6  # probability of every label a frame does not mention
 
 

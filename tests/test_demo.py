@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 import pytest
+
+from tests.conftest import word_chain_arpa
 import soundfile
 import torch
 import torchaudio
@@ -14,27 +16,7 @@ from asr.decoding import BeamSearchDecoder, BeamSearchOptions
 from asr.streaming import EndpointConfig
 from demo import handlers, render, session as demo_session
 
-# Three words and their bigrams, written by hand: enough for the LM to change what beam search prefers.
-TINY_ARPA = """\\data\\
-ngram 1=6
-ngram 2=4
-
-\\1-grams:
--1.0\t<unk>\t0
--99\t<s>\t-0.3
--1.0\t</s>\t0
--0.6\txq\t-0.2
--0.8\tdx\t-0.2
--0.9\tqd\t-0.2
-
-\\2-grams:
--0.2\t<s> xq
--0.3\txq dx
--0.3\tdx qd
--0.2\tqd </s>
-
-\\end\\
-"""
+TINY_ARPA = word_chain_arpa([("xq", -0.6), ("dx", -0.8), ("qd", -0.9)])
 CHUNK_SECONDS = 0.4
 UTTERANCE_SECONDS = 1.0  # forced endpoint: the random model never pauses, so utterances close on length
 
