@@ -37,7 +37,7 @@ class LoadedCheckpoint:
     source: str
 
 
-def _state_digest(state_dict: dict) -> str:
+def state_digest(state_dict: dict) -> str:
     """SHA-256 over parameter names and bytes: detects weights edited after saving."""
     digest = hashlib.sha256()
     for name in sorted(state_dict):
@@ -58,7 +58,7 @@ def save_checkpoint(path: str | Path, model: DeepSpeech2, feature_config: Featur
         "labels": list(LABELS),
         "state_dict": state,
         "train_info": dict(train_info or {}),
-        "state_sha256": _state_digest(state),
+        "state_sha256": state_digest(state),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,5 +116,5 @@ def _check_payload(path: Path, payload) -> None:
     if tuple(payload["labels"]) != LABELS:
         raise CheckpointError(f"{path}: its vocabulary differs from this code's ({len(payload['labels'])} labels)")
     expected = payload.get("state_sha256")
-    if expected is None or _state_digest(payload["state_dict"]) != expected:
+    if expected is None or state_digest(payload["state_dict"]) != expected:
         raise CheckpointError(f"{path}: weights fail their integrity check (the file was modified after it was saved)")

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from asr.checkpoint import save_checkpoint
+from asr.checkpoint import load_checkpoint, save_checkpoint, state_digest
 from asr.data.augment import AugmentConfig, SpecAugment, WaveformAugmenter
 from asr.data.batching import LengthBatchSampler
 from asr.data.dataset import SpeechDataset, collate_batch
@@ -139,8 +139,6 @@ def train(config: TrainConfig) -> Path:
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, step, best_cer = saved["epoch"], saved["step"], saved["best_cer"]
     elif config.init_from:
-        from asr.checkpoint import load_checkpoint
-
         warm = load_checkpoint(config.init_from).model
         if warm.config != model.config:
             raise SystemExit(f"error: {config.init_from} is a different model shape than --model {config.model}")
@@ -205,20 +203,10 @@ def train(config: TrainConfig) -> Path:
             break
     if context.world_size > 1:
         # DDP keeps replicas identical by construction; print each rank's checksum so a drift is visible.
-        print(f"rank {context.rank} final weights checksum {weights_checksum(model)}", flush=True)
+        print(f"rank {context.rank} final weights checksum {state_digest(model.state_dict())[:16]}", flush=True)
         dist.barrier()
         dist.destroy_process_group()
     return out_dir / "best.pt"
-
-
-def weights_checksum(model: torch.nn.Module) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _append_metrics(path: Path, row: dict) -> None:
