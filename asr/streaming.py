@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from asr.decoding import DecodeResult, GreedyDecoder
-from asr.features import FeatureConfig, StreamingFeaturizer
+from asr.features import FeatureConfig, StreamingFeaturizer, compute_features
 from asr.model import DeepSpeech2, StreamState
-from asr.text import BLANK_INDEX
+from asr.text import BLANK_INDEX, SPACE_INDEX
 
 
 class DecoderStream(Protocol):
@@ -89,8 +89,6 @@ class Recognizer:
 
     def transcribe(self, samples, sample_rate: int) -> tuple[DecodeResult, DecodeResult | None, np.ndarray]:
         """Offline: the whole signal at once through `forward`; returns greedy, beam and log-probs."""
-        from asr.features import compute_features
-
         features = compute_features(samples, sample_rate, self.feature_config)
         if len(features) == 0:  # shorter than one analysis window: nothing to hear, as the streaming path finds
             log_probs = np.zeros((0, self.model.config.num_labels), dtype=np.float32)
@@ -166,10 +164,14 @@ class Stream:
     def _decode(self, log_probs: np.ndarray, end_of_stream: bool) -> list[Utterance]:
         """Feed frames to the decoders, splitting at endpoints; returns the utterances that closed."""
         finished = []
-        while len(log_probs):
-            cut = self._endpoint_within(log_probs)
-            head, log_probs = (log_probs, log_probs[:0]) if cut is None else (log_probs[:cut], log_probs[cut:])
-            self._extend_decoders(head)
+        is_blank = np.exp(log_probs[:, BLANK_INDEX]) >= self.endpoint.blank_threshold
+        is_letter = log_probs.argmax(axis=1) > SPACE_INDEX  # a letter or apostrophe is the best label
+        start = 0
+        while start < len(log_probs):
+            cut = self._endpoint_within(is_blank[start:], is_letter[start:])
+            end = len(log_probs) if cut is None else start + cut
+            self._extend_decoders(log_probs[start:end], is_blank[start:end], is_letter[start:end])
+            start = end
             if cut is not None:
                 finished.append(self._close_utterance())
         if end_of_stream and (self._utterance_frames or self.greedy.result().text):
@@ -184,32 +186,26 @@ class Stream:
         fresh = self.recognizer.model.initial_state(1, self.recognizer.device)
         self.model_state = replace(self.model_state, rnn_hidden=fresh.rnn_hidden)
 
-    def _endpoint_within(self, log_probs: np.ndarray) -> int | None:
-        """Index after which the current utterance should close, or None."""
+    def _endpoint_within(self, is_blank: np.ndarray, is_letter: np.ndarray) -> int | None:
+        """Frame count after which the current utterance should close (a pause after speech, or the length cap), or None."""
         if not self.endpoint.enabled:
             return None
         seconds_per_frame = self.recognizer.seconds_per_output_frame
         pause_frames = max(1, round(self.endpoint.pause_seconds / seconds_per_frame))
         max_frames = round(self.endpoint.max_utterance_seconds / seconds_per_frame)
-        is_blank = np.exp(log_probs[:, BLANK_INDEX]) >= self.endpoint.blank_threshold
-        run = self._blank_run
-        for index, blank in enumerate(is_blank):
+        run, speech = self._blank_run, self._speech_seen
+        for index, (blank, letter) in enumerate(zip(is_blank, is_letter)):
             run = run + 1 if blank else 0
-            frames_so_far = self._utterance_frames + index + 1
-            if (run >= pause_frames and self._has_speech(log_probs[: index + 1])) or frames_so_far >= max_frames:
+            speech = speech or letter
+            if (run >= pause_frames and speech) or self._utterance_frames + index + 1 >= max_frames:
                 return index + 1
         return None
 
-    def _has_speech(self, pending: np.ndarray) -> bool:
-        if self.greedy.characters:
-            return any(c != " " for c in self.greedy.characters)
-        return bool((pending.argmax(axis=1) > 1).any())  # a letter or apostrophe in the frames not yet decoded
-
-    def _extend_decoders(self, log_probs: np.ndarray) -> None:
+    def _extend_decoders(self, log_probs: np.ndarray, blank: np.ndarray, is_letter: np.ndarray) -> None:
         self.greedy.extend(log_probs)
         if self.beam:
             self.beam.extend(log_probs)
-        blank = np.exp(log_probs[:, BLANK_INDEX]) >= self.endpoint.blank_threshold
+        self._speech_seen = self._speech_seen or bool(is_letter.any())
         trailing = len(blank) - (np.flatnonzero(~blank)[-1] + 1) if (~blank).any() else len(blank)
         self._blank_run = trailing if trailing < len(blank) else self._blank_run + len(blank)
         self._utterance_frames += len(log_probs)
@@ -239,5 +235,6 @@ class Stream:
         self._start_seconds = start_seconds
         self._utterance_frames = 0
         self._blank_run = 0
+        self._speech_seen = False  # a letter was the best label somewhere in this utterance
         self._features: list[np.ndarray] = []
         self._log_probs: list[np.ndarray] = []
