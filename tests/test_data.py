@@ -236,6 +236,15 @@ def test_augmenter_is_reproducible_from_its_seed():
     assert first.shape != other.shape or not torch.equal(first, other)
 
 
+def test_scaled_augmentation_scales_only_probabilities_and_zero_leaves_the_signal_alone():
+    base = AugmentConfig()
+    light = base.scaled(0.5)
+    assert light.noise_prob == base.noise_prob / 2 and light.snr_db_range == base.snr_db_range
+    assert base.scaled(10.0).gain_prob == 1.0
+    waveform = torch.from_numpy(speech_like(0.5))
+    assert torch.equal(WaveformAugmenter(base.scaled(0.0), seed=3)(waveform), waveform.clamp(-1, 1))
+
+
 @pytest.mark.parametrize("kind", ["white", "pink", "brown", "babble"])
 @pytest.mark.parametrize("snr_db", [5.0, 20.0])
 def test_added_noise_has_the_requested_snr(kind, snr_db):

@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from dataclasses import replace
 
-from asr.checkpoint import load_checkpoint
+from asr.checkpoint import load_checkpoint, save_checkpoint
+from asr.features import FeatureConfig
+from asr.model import NAMED_CONFIGS, DeepSpeech2
 from asr.data.manifest import ManifestEntry, write_manifest
 from asr.train import TrainConfig, train
 from tests.conftest import REPO_ROOT, speak
@@ -52,3 +56,23 @@ def test_two_process_ddp_ends_with_identical_weights(tiny_corpus, tmp_path):
     assert set(checksums) == {"0", "1"}, result.stdout[-2000:]
     assert checksums["0"] == checksums["1"]
     assert (tmp_path / "ddp" / "last.pt").exists()
+
+
+def test_init_from_takes_weights_of_equal_shapes_even_at_another_time_stride(tiny_corpus, tmp_path):
+    warm = DeepSpeech2(replace(NAMED_CONFIGS["tiny"], conv_time_strides=(1, 1)))
+    torch.nn.init.normal_(warm.head.weight)
+    save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
+    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
+                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
+                         device="cpu", init_from=str(tmp_path / "warm.pt"))
+    trained = load_checkpoint(train(config)).model
+    assert trained.config == NAMED_CONFIGS["tiny"]  # the new stride, the old weights
+    assert torch.allclose(trained.head.weight, warm.head.weight, atol=1e-5)
+
+
+def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
+    save_checkpoint(tmp_path / "other.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_hidden=32)), FeatureConfig())
+    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
+                         augment=False, spec_augment=False, num_workers=0, device="cpu", init_from=str(tmp_path / "other.pt"))
+    with pytest.raises(SystemExit, match="different weight shapes"):
+        train(config)

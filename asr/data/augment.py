@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -54,6 +54,11 @@ class AugmentConfig:
     noise_kinds: tuple[str, ...] = NOISE_KINDS
     gain_prob: float = 0.8
     gain_db_range: tuple[float, float] = (-18.0, 6.0)  # quiet, distant speakers are common; loud ones clip
+
+    def scaled(self, factor: float) -> "AugmentConfig":
+        """The same ranges with every probability multiplied by `factor` (clamped to [0, 1]): lighter or heavier augmentation."""
+        probabilities = {name: min(1.0, max(0.0, getattr(self, name) * factor)) for name in self.__dataclass_fields__ if name.endswith("_prob")}
+        return replace(self, **probabilities)
 
     def __post_init__(self) -> None:
         unknown = set(self.noise_kinds) - set(NOISE_KINDS)
