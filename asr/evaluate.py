@@ -27,6 +27,7 @@ class AcousticOutput:
     """Log-probs of every utterance of a manifest, computed once and shared by all decoders."""
 
     references: list[str]
+    groups: list[str]  # the folder holding each audio file: the voice in a synthetic corpus, the chapter in LibriSpeech
     log_probs: list[np.ndarray]
     audio_seconds: float
     model_seconds: float
@@ -35,7 +36,7 @@ class AcousticOutput:
 def compute_log_probs(model_reference: str | None, entries: list[ManifestEntry], device: str = "auto") -> AcousticOutput:
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(model_reference or DEFAULT_MODEL, device=torch_device)
-    model, references, outputs, audio_seconds, model_seconds = checkpoint.model, [], [], 0.0, 0.0
+    model, references, groups, outputs, audio_seconds, model_seconds = checkpoint.model, [], [], [], 0.0, 0.0
     for entry in tqdm(entries, desc="acoustic model", mininterval=2):
         samples, rate = load_audio(entry.audio_filepath)
         started = time.perf_counter()
@@ -46,7 +47,8 @@ def compute_log_probs(model_reference: str | None, entries: list[ManifestEntry],
         model_seconds += time.perf_counter() - started
         audio_seconds += len(samples) / rate
         references.append(entry.text)
-    return AcousticOutput(references, outputs, audio_seconds, model_seconds)
+        groups.append(entry.audio_filepath.parent.name)
+    return AcousticOutput(references, groups, outputs, audio_seconds, model_seconds)
 
 
 def decode_all(decoder, log_probs: list[np.ndarray]) -> tuple[list[str], float]:
@@ -63,8 +65,9 @@ def score(references: list[str], hypotheses: list[str]) -> dict:
     return {"wer": jiwer.wer(references, hypotheses), "cer": jiwer.cer(references, hypotheses)}
 
 
-def evaluate(acoustic: AcousticOutput, settings: BeamSettings) -> list[dict]:
-    """One row per decoder: greedy, beam without LM, beam with LM (when one loads)."""
+def evaluate(acoustic: AcousticOutput, settings: BeamSettings, by_group: bool = False) -> list[dict]:
+    """One row per decoder: greedy, beam without LM, beam with LM (when one loads); with by_group, each row also
+    scores every audio folder on its own (which voices or speakers the errors come from)."""
     decoders = [("greedy", GreedyDecoder(), None)]
     plain, _ = build_beam_decoder(replace(settings, use_lm=False))
     decoders.append(("beam", plain, None))
@@ -79,7 +82,17 @@ def evaluate(acoustic: AcousticOutput, settings: BeamSettings) -> list[dict]:
         rows.append({"decoder": name, **score(acoustic.references, hypotheses),
                      "rtf": (acoustic.model_seconds + decode_seconds) / acoustic.audio_seconds,
                      "utterances": len(hypotheses), "audio_hours": acoustic.audio_seconds / 3600})
+        if by_group:
+            rows[-1]["groups"] = {group: {**score([r for r, _ in pairs], [h for _, h in pairs]), "utterances": len(pairs)}
+                                  for group, pairs in sorted(_pairs_by_group(acoustic, hypotheses).items())}
     return rows
+
+
+def _pairs_by_group(acoustic: AcousticOutput, hypotheses: list[str]) -> dict[str, list[tuple[str, str]]]:
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    for group, reference, hypothesis in zip(acoustic.groups, acoustic.references, hypotheses):
+        pairs.setdefault(group, []).append((reference, hypothesis))
+    return pairs
 
 
 def format_table(rows: list[dict]) -> str:
@@ -89,6 +102,13 @@ def format_table(rows: list[dict]) -> str:
             lines.append(f"{row['decoder']:<10} unavailable: {row['error']}")
         else:
             lines.append(f"{row['decoder']:<10} {100 * row['wer']:>7.2f} {100 * row['cer']:>7.2f} {row['rtf']:>8.4f}")
+    grouped = [row for row in rows if "groups" in row]
+    if grouped:
+        lines.append("")
+        lines.append(f"{'folder':<32} {'utt.':>5} " + " ".join(f"{row['decoder'] + ' WER/CER %':>22}" for row in grouped))
+        for group in grouped[0]["groups"]:
+            cells = " ".join(f"{100 * row['groups'][group]['wer']:>14.1f} / {100 * row['groups'][group]['cer']:>5.1f}" for row in grouped)
+            lines.append(f"{group:<32} {grouped[0]['groups'][group]['utterances']:>5} {cells}")
     return "\n".join(lines)
 
 
@@ -98,6 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N utterances")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument("--by-folder", action="store_true", help="also score each audio folder (voice, speaker) on its own")
     add_beam_arguments(parser)
 
 
@@ -105,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     entries = read_manifest(args.manifest)
     entries = entries[: args.limit] if args.limit else entries
     acoustic = compute_log_probs(args.model, entries, args.device)
-    rows = evaluate(acoustic, beam_settings_from(args))
+    rows = evaluate(acoustic, beam_settings_from(args), by_group=args.by_folder)
     print(json.dumps(rows) if args.json else format_table(rows))
     print(f"{len(entries)} utterances, {acoustic.audio_seconds / 3600:.2f} h of audio, manifest {args.manifest}")
     return 0

@@ -80,3 +80,31 @@ def test_evaluate_and_tune_lm_print_their_tables(tiny_checkpoint, spoken_clip, t
     result = run_cli("tune-lm", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4, "--alphas", "0,1", "--betas", "0,1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("best: --alpha")
+
+
+def test_evaluate_by_folder_scores_each_voice_folder_on_its_own(tiny_checkpoint, spoken_clip, tmp_path):
+    import json
+    import shutil
+
+    import soundfile as sf
+
+    from asr.data.manifest import ManifestEntry, write_manifest
+
+    duration = sf.info(str(spoken_clip)).duration
+    entries = []
+    for folder, count in (("voice-a", 2), ("voice-b", 1)):
+        (tmp_path / folder).mkdir()
+        for index in range(count):
+            target = tmp_path / folder / f"{index}.wav"
+            shutil.copy(spoken_clip, target)
+            entries.append(ManifestEntry(target, duration, "the quick brown fox" if folder == "voice-a" else "hello"))
+    write_manifest(tmp_path / "m.jsonl", entries)
+    result = run_cli("evaluate", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4, "--by-folder", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout.splitlines()[0])
+    greedy = next(row for row in rows if row["decoder"] == "greedy")
+    assert {name: group["utterances"] for name, group in greedy["groups"].items()} == {"voice-a": 2, "voice-b": 1}
+    # the same audio gives the same hypothesis in both folders, so the scores differ only through the references
+    assert greedy["groups"]["voice-a"]["cer"] != greedy["groups"]["voice-b"]["cer"]
+    table = run_cli("evaluate", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4, "--by-folder")
+    assert table.returncode == 0 and "voice-a" in table.stdout and "voice-b" in table.stdout
