@@ -76,3 +76,11 @@ def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
                          augment=False, spec_augment=False, num_workers=0, device="cpu", init_from=str(tmp_path / "other.pt"))
     with pytest.raises(SystemExit, match="different weight shapes"):
         train(config)
+
+
+def test_augment_config_follows_the_speed_and_room_settings():
+    from asr.train import augment_config
+
+    augment = augment_config(TrainConfig(speed_prob=0.8, speed_spread=0.2, augment_scale=0.5))
+    assert augment.speed_prob == 0.8 and augment.speed_range == pytest.approx((0.8, 1.2))
+    assert augment.noise_prob == pytest.approx(0.3)  # 0.6 by default, halved

@@ -56,8 +56,10 @@ class AugmentConfig:
     gain_db_range: tuple[float, float] = (-18.0, 6.0)  # quiet, distant speakers are common; loud ones clip
 
     def scaled(self, factor: float) -> "AugmentConfig":
-        """The same ranges with every probability multiplied by `factor` (clamped to [0, 1]): lighter or heavier augmentation."""
-        probabilities = {name: min(1.0, max(0.0, getattr(self, name) * factor)) for name in self.__dataclass_fields__ if name.endswith("_prob")}
+        """The microphone and room steps (EQ, reverberation, noise, gain) drawn `factor` times as often (clamped to
+        [0, 1]), ranges unchanged. Speed perturbation varies the talker, not the room, and keeps its own probability."""
+        probabilities = {name: min(1.0, max(0.0, getattr(self, name) * factor))
+                         for name in self.__dataclass_fields__ if name.endswith("_prob") and name != "speed_prob"}
         return replace(self, **probabilities)
 
     def __post_init__(self) -> None:
