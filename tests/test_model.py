@@ -94,3 +94,11 @@ def test_config_round_trip():
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({"bogus": 1})
+
+
+def test_lookahead_is_the_row_convolution_of_its_weights():
+    lookahead = MODELS["small"].lookahead
+    x = torch.randn(2, 9, lookahead.conv.in_channels)
+    with torch.no_grad():
+        expected = torch.clamp(lookahead.conv(x.transpose(1, 2)).transpose(1, 2), 0.0, lookahead.clip)
+        assert torch.allclose(lookahead(x), expected, atol=1e-5)
