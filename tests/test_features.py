@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from asr.features import AudioError, FeatureConfig, StreamingFeaturizer, compute_features, to_mono_float32
+from asr.features import AudioError, FeatureConfig, LogMel, StreamingFeaturizer, compute_features, to_mono_float32
 
 
 def speech_like(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
@@ -90,3 +90,14 @@ def test_rate_change_within_a_stream_is_refused():
     featurizer.accept(np.zeros(100, np.float32), 16000)
     with pytest.raises(AudioError, match="sample rate changed"):
         featurizer.accept(np.zeros(100, np.float32), 48000)
+
+
+def test_log_mel_equals_torchaudio_mel_spectrogram_module():
+    import torchaudio
+
+    config = FeatureConfig()
+    module = torchaudio.transforms.MelSpectrogram(sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+                                                  n_mels=config.n_mels, center=False, power=2.0)
+    waveform = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+    expected = torch.log(module(waveform) + config.log_floor).transpose(0, 1)
+    assert torch.allclose(LogMel(config)(waveform), expected, atol=1e-5)
