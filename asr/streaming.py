@@ -151,7 +151,7 @@ class Stream:
         )
 
     def _run_model(self, frames: torch.Tensor, flush: bool = False) -> np.ndarray:
-        """Step the model on whole multiples of the time subsampling (the rest waits, at most 30 ms), so
+        """Step the model on whole multiples of the time subsampling (the rest, under one output frame, waits), so
         streams send uniformly shaped chunks and Batch Dispatch can stack them; exact for any split."""
         frames = torch.cat([self._held_frames, frames])
         usable = len(frames) if flush else len(frames) - len(frames) % self.recognizer.model.config.time_subsampling

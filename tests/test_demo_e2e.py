@@ -3,7 +3,7 @@
 Transcripts in the page are compared with what the command line gives for the same audio: an
 upload must match exactly. The microphone's audio reaches the page resampled and starting a
 whole number of 10 ms capture buffers into the file, so it is compared with the command line
-on the file started 0, 10, 20 and 30 ms late (every phase of the model's 4-frame subsampling)
+on the file started 0, 10, 20 and 30 ms late (every phase of a time subsampling of up to 4 frames)
 and each column must be within CER 0.15 of the closest. The shipped model is used when it exists; without
 it a tiny random model stands in, whose text is gibberish but deterministic (and, on the
 microphone path, looser). Screenshots and the server log go to tests/artifacts/.
