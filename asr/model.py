@@ -141,6 +141,7 @@ class Lookahead(nn.Module):
     def __init__(self, channels: int, lookahead_frames: int, clip: float):
         super().__init__()
         self.lookahead_frames, self.clip = lookahead_frames, clip
+        # A depthwise Conv1d holds the weights (checkpoint key lookahead.conv.weight); forward does its arithmetic.
         self.conv = nn.Conv1d(channels, channels, lookahead_frames + 1, groups=channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
