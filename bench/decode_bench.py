@@ -7,7 +7,7 @@ Without an LM all three are lexicon-free; with the LM, flashlight needs a lexico
 KenLM (its lexicon-free mode expects a token LM), so it gets one spelled from the LM's unigrams.
 
 Log-probs are synthetic unless --log-probs is given: held-out sentences turned into peaky
-CTC-like posteriors with noise and confusions, at the model's 25 frames per second. A block of
+CTC-like posteriors with noise and confusions, at 25 frames per second (stride-4 `small`; it now emits 33). A block of
 about 10 s is repeated to the stream's length, so that each checkpoint is timed on the same frames
 and only the history behind it differs. Times are CPU times, the decoders taking turns chunk by chunk.
 
