@@ -145,14 +145,15 @@ class LogMel:
         return 0 if num_samples < self.config.n_fft else (num_samples - self.config.n_fft) // self.config.hop_length + 1
 
     @torch.no_grad()
-    def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(samples,) float32 at 16 kHz -> (frames, n_mels)."""
+    def __call__(self, waveform: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
+        """(samples,) float32 at 16 kHz -> (frames, n_mels); `filterbank` replaces the mel one (training's VTLP)."""
         if self.frames_for(waveform.numel()) == 0:
             return torch.zeros(0, self.config.n_mels)
         power = torchaudio.functional.spectrogram(
             waveform, pad=0, window=self.window, n_fft=self.config.n_fft, hop_length=self.config.hop_length,
             win_length=self.config.n_fft, power=2.0, normalized=False, center=False)
-        return torch.log(torch.matmul(power.transpose(0, 1), self.filterbank) + self.config.log_floor)
+        filterbank = self.filterbank if filterbank is None else filterbank
+        return torch.log(torch.matmul(power.transpose(0, 1), filterbank) + self.config.log_floor)
 
 
 class StreamingFeaturizer:

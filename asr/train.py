@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from asr.checkpoint import load_checkpoint, save_checkpoint, state_digest
-from asr.data.augment import AugmentConfig, SpecAugment, WaveformAugmenter
+from asr.data.augment import AugmentConfig, SpecAugment, VocalTractWarp, WaveformAugmenter
 from asr.data.batching import LengthBatchSampler
 from asr.data.dataset import SpeechDataset, collate_batch
 from asr.data.manifest import read_manifest
@@ -55,6 +55,10 @@ class TrainConfig:
     # shifts pitch and formants together, so a few natural-sounding training voices stand for more talkers.
     speed_prob: float = 0.5
     speed_spread: float = 0.1
+    # Vocal tract length perturbation: formants scaled by 1 +- vtlp_spread with probability vtlp_prob, pitch and
+    # tempo kept: the other half of making two natural-sounding training voices stand for many talkers.
+    vtlp_prob: float = 0.0
+    vtlp_spread: float = 0.1
     spec_augment: bool = True
     seed: int = 0
     num_workers: int = 1
@@ -133,7 +137,10 @@ def train(config: TrainConfig) -> Path:
     train_entries = read_manifest(config.train_manifest)
     dev_entries = read_manifest(config.dev_manifest) if config.dev_manifest else []
     augmenter = WaveformAugmenter(augment_config(config), seed=config.seed + context.rank) if config.augment else None
-    train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=SpecAugment() if config.spec_augment else None)
+    warp = VocalTractWarp(config.vtlp_prob, (1.0 - config.vtlp_spread, 1.0 + config.vtlp_spread), seed=config.seed + 7919 * (context.rank + 1)) \
+        if config.augment and config.vtlp_prob > 0 else None
+    train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=SpecAugment() if config.spec_augment else None,
+                              vocal_tract_warp=warp)
     dev_set = SpeechDataset(dev_entries, feature_config)
     sampler = LengthBatchSampler([e.duration for e in train_entries], config.batch_seconds, config.max_batch_size,
                                  sortagrad=True, seed=config.seed, num_replicas=context.world_size, rank=context.rank)

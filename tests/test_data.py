@@ -13,12 +13,12 @@ import pytest
 import soundfile
 import torch
 
-from asr.data.augment import AugmentConfig, SpecAugment, WaveformAugmenter
+from asr.data.augment import AugmentConfig, SpecAugment, VocalTractWarp, WaveformAugmenter, warp_filterbank
 from asr.data.batching import LengthBatchSampler
 from asr.data.dataset import Batch, SpeechDataset, collate_batch
 from asr.data.librispeech import main as librispeech_main
 from asr.data.manifest import ManifestEntry, read_manifest, write_manifest
-from asr.features import SAMPLE_RATE, AudioError, FeatureConfig, compute_features
+from asr.features import SAMPLE_RATE, AudioError, FeatureConfig, LogMel, compute_features
 from asr.text import LABELS, encode
 
 ONLY_NOTHING = dict(speed_prob=0.0, eq_prob=0.0, reverb_prob=0.0, noise_prob=0.0, gain_prob=0.0)
@@ -273,6 +273,46 @@ def masked_counts(original: torch.Tensor, masked: torch.Tensor) -> tuple[int, in
     """(mel bins masked over every frame, frames masked over every bin)."""
     changed = masked != original
     return int(changed.all(dim=0).sum()), int(changed.all(dim=1).sum())
+
+
+def tone(frequency_hz: float, seconds: float = 0.5) -> torch.Tensor:
+    return 0.3 * torch.sin(2 * math.pi * frequency_hz * torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE)
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.12])
+def test_vocal_tract_warp_moves_a_tone_by_alpha_below_the_boundary(alpha):
+    log_mel = LogMel()
+    warped = warp_filterbank(log_mel.filterbank, alpha, SAMPLE_RATE, boundary_hz=4800.0)
+    heard = log_mel(tone(1000.0), warped).mean(0)
+    expected = log_mel(tone(1000.0 * alpha)).mean(0)
+    unwarped = log_mel(tone(1000.0)).mean(0)
+    assert heard.argmax() == expected.argmax() != unwarped.argmax()
+    assert heard.max() == pytest.approx(float(expected.max()), abs=0.3)  # moved, not attenuated
+
+
+def test_vocal_tract_warp_keeps_nyquist_and_alpha_one_is_the_identity():
+    filterbank = LogMel().filterbank
+    assert torch.allclose(warp_filterbank(filterbank, 1.0, SAMPLE_RATE, 4800.0), filterbank, atol=1e-6)
+    for alpha in (0.85, 1.15):
+        warped = warp_filterbank(filterbank, alpha, SAMPLE_RATE, 4800.0)
+        assert warped.shape == filterbank.shape and torch.isfinite(warped).all()
+        assert torch.allclose(warped[-1], filterbank[-1], atol=1e-6)  # the top bin still reads the top bin
+
+
+def test_vocal_tract_warp_draws_per_probability_and_reproducibly():
+    filterbank = LogMel().filterbank
+    assert VocalTractWarp(probability=0.0).filterbank(filterbank, SAMPLE_RATE) is filterbank
+    first, again, other = (VocalTractWarp(1.0, (0.8, 1.2), seed=seed).filterbank(filterbank, SAMPLE_RATE) for seed in (3, 3, 4))
+    assert torch.equal(first, again) and not torch.equal(first, other) and not torch.equal(first, filterbank)
+
+
+def test_dataset_applies_the_vocal_tract_warp_only_to_features(tmp_path):
+    path = tmp_path / "a.wav"
+    soundfile.write(path, speech_like(1.0), SAMPLE_RATE)
+    entries = [ManifestEntry(path, 1.0, "a")]
+    plain = SpeechDataset(entries)[0][0]
+    warped = SpeechDataset(entries, vocal_tract_warp=VocalTractWarp(1.0, (1.1, 1.1)))[0][0]
+    assert warped.shape == plain.shape and not torch.allclose(warped, plain, atol=1e-3)
 
 
 def test_spec_augment_masks_at_most_the_configured_bins_and_frames():

@@ -68,19 +68,34 @@ class AugmentConfig:
             raise ValueError(f"noise_kinds must be a non-empty subset of {NOISE_KINDS}, got {self.noise_kinds}")
 
 
-class WaveformAugmenter:
-    """Random speed, EQ, reverberation, noise and gain for one 16 kHz mono float waveform at a time.
+class _WorkerSeededRandom:
+    """Draws from its own generator, reseeded per DataLoader worker and epoch (from the worker's
+    seed), so workers never repeat each other and epochs differ. Under DDP give each rank its own
+    seed (e.g. seed + rank)."""
 
-    Draws come from its own generator, reseeded per DataLoader worker and epoch (from the
-    worker's seed), so workers never repeat each other and epochs differ. Under DDP give each
-    rank its own seed (e.g. seed + rank).
-    """
-
-    def __init__(self, config: AugmentConfig = AugmentConfig(), seed: int = 0):
-        self.config = config
+    def __init__(self, seed: int):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.worker_seed: int | None = None
+
+    def _follow_worker_seed(self) -> None:
+        """Reseed inside a DataLoader worker: forked copies would otherwise replay the same draws."""
+        worker = get_worker_info()
+        if worker is not None and worker.seed != self.worker_seed:
+            self.worker_seed = worker.seed
+            mixed = np.random.SeedSequence([self.seed, worker.seed]).generate_state(1, np.uint64)[0]
+            self.generator.manual_seed(int(mixed))
+
+    def _uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=self.generator))
+
+
+class WaveformAugmenter(_WorkerSeededRandom):
+    """Random speed, EQ, reverberation, noise and gain for one 16 kHz mono float waveform at a time."""
+
+    def __init__(self, config: AugmentConfig = AugmentConfig(), seed: int = 0):
+        super().__init__(seed)
+        self.config = config
         self.steps: list[tuple[float, Callable[[torch.Tensor], torch.Tensor]]] = [
             (config.speed_prob, self.perturb_speed),
             (config.eq_prob, self.equalize),
@@ -169,17 +184,6 @@ class WaveformAugmenter:
         """Scale by a random level; the final clamp turns the loud end into clipping, as a real ADC would."""
         return waveform * 10 ** (self._uniform(*self.config.gain_db_range) / 20)
 
-    def _follow_worker_seed(self) -> None:
-        """Reseed inside a DataLoader worker: forked copies would otherwise replay the same draws."""
-        worker = get_worker_info()
-        if worker is not None and worker.seed != self.worker_seed:
-            self.worker_seed = worker.seed
-            mixed = np.random.SeedSequence([self.seed, worker.seed]).generate_state(1, np.uint64)[0]
-            self.generator.manual_seed(int(mixed))
-
-    def _uniform(self, low: float, high: float) -> float:
-        return low + (high - low) * float(torch.rand((), generator=self.generator))
-
     def _log_uniform(self, low: float, high: float) -> float:
         """Uniform on a log scale: frequency is heard in octaves."""
         return math.exp(self._uniform(math.log(low), math.log(high)))
@@ -200,6 +204,48 @@ def _fast_fft_length(length: int) -> int:
         if remainder == 1:
             return candidate
         candidate += 1
+
+
+class VocalTractWarp(_WorkerSeededRandom):
+    """Vocal tract length perturbation (Jaitly & Hinton, 2013) as a per-utterance warped mel filterbank.
+
+    A shorter vocal tract moves every formant up by the same factor while the pitch stays where it
+    is; speed perturbation cannot do that (it moves pitch, formants and tempo together). With only a
+    few natural-sounding training voices this is how the model hears talkers it was never given.
+    The frequency axis is scaled by alpha up to a boundary and then bent linearly so that Nyquist
+    stays at Nyquist (the paper's piecewise-linear warp); the filterbank is the original one read at
+    the warped frequencies, so LogMel applies it at no extra cost.
+    """
+
+    def __init__(self, probability: float = 0.5, alpha_range: tuple[float, float] = (0.9, 1.1),
+                 boundary_hz: float = 4800.0, seed: int = 0):
+        if not 0.0 <= probability <= 1.0 or not 0.0 < alpha_range[0] <= alpha_range[1]:
+            raise ValueError("probability must be within [0, 1] and alpha_range positive and ordered")
+        super().__init__(seed)
+        self.probability, self.alpha_range, self.boundary_hz = probability, alpha_range, boundary_hz
+
+    def filterbank(self, filterbank: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """(n_freqs, n_mels) filterbank -> a randomly warped copy (or the same tensor when not drawn)."""
+        self._follow_worker_seed()
+        if self._uniform(0.0, 1.0) >= self.probability:
+            return filterbank
+        return warp_filterbank(filterbank, self._uniform(*self.alpha_range), sample_rate, self.boundary_hz)
+
+
+def warp_filterbank(filterbank: torch.Tensor, alpha: float, sample_rate: int, boundary_hz: float) -> torch.Tensor:
+    """The filterbank whose response to the spectrum equals the original's response to the spectrum
+    with every frequency f moved to warp(f): row i becomes the original read (linearly interpolated)
+    at warp(f_i). alpha > 1 moves formants up, like a shorter vocal tract."""
+    n_freqs = filterbank.shape[0]
+    nyquist = sample_rate / 2
+    frequencies = torch.linspace(0.0, nyquist, n_freqs, dtype=torch.float64)
+    knee = boundary_hz * min(alpha, 1.0) / alpha  # below it f -> alpha * f; above it a line through (nyquist, nyquist)
+    upper_slope = (nyquist - alpha * knee) / (nyquist - knee)
+    warped = torch.where(frequencies <= knee, alpha * frequencies, nyquist - upper_slope * (nyquist - frequencies))
+    position = (warped / nyquist * (n_freqs - 1)).clamp(0, n_freqs - 1)
+    below = position.floor().long().clamp(max=n_freqs - 2)
+    weight = (position - below).to(filterbank.dtype)[:, None]
+    return filterbank[below] * (1 - weight) + filterbank[below + 1] * weight
 
 
 class SpecAugment:

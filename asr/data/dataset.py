@@ -15,7 +15,7 @@ import torch
 import torchaudio.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
-from asr.data.augment import SpecAugment, WaveformAugmenter
+from asr.data.augment import SpecAugment, VocalTractWarp, WaveformAugmenter
 from asr.data.manifest import ManifestEntry
 from asr.features import AudioError, FeatureConfig, LogMel, to_mono_float32
 from asr.text import BLANK_INDEX, encode, normalize
@@ -30,11 +30,13 @@ class SpeechDataset(torch.utils.data.Dataset):
         feature_config: FeatureConfig = FeatureConfig(),
         augmenter: WaveformAugmenter | None = None,
         spec_augment: SpecAugment | None = None,
+        vocal_tract_warp: VocalTractWarp | None = None,
     ):
         self.entries = list(entries)
         self.feature_config = feature_config
         self.augmenter = augmenter
         self.spec_augment = spec_augment
+        self.vocal_tract_warp = vocal_tract_warp
         self.log_mel = LogMel(feature_config)
 
     @property
@@ -51,7 +53,10 @@ class SpeechDataset(torch.utils.data.Dataset):
         waveform = self.load_waveform(entry)
         if self.augmenter is not None:
             waveform = self.augmenter(waveform)
-        features = self.log_mel(waveform)
+        filterbank = None
+        if self.vocal_tract_warp is not None:
+            filterbank = self.vocal_tract_warp.filterbank(self.log_mel.filterbank, self.feature_config.sample_rate)
+        features = self.log_mel(waveform, filterbank)
         if self.spec_augment is not None:
             features = self.spec_augment(features)
         target = torch.tensor(encode(normalize(entry.text)), dtype=torch.long)
