@@ -50,6 +50,8 @@ def state_digest(state_dict: dict) -> str:
 
 def save_checkpoint(path: str | Path, model: DeepSpeech2, feature_config: FeatureConfig, train_info: dict | None = None, half: bool = False) -> None:
     """Write atomically; `half` stores float weights as float16 (the shipped model) to halve the size."""
+    if model.batchnorms_folded:
+        raise ValueError("refusing to save an inference copy with folded BatchNorms; save the model it was made from")
     state = {name: (t.half() if half and t.is_floating_point() else t).detach().cpu().clone() for name, t in model.state_dict().items()}
     payload = {
         "format_version": FORMAT_VERSION,

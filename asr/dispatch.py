@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from asr.model import DeepSpeech2, StreamState
+from asr.model import DeepSpeech2, StreamState, fold_batchnorms
 
 WORKER_POLL_SECONDS = 0.5  # how often a waiting caller checks that the worker thread is still alive
 
@@ -96,7 +96,7 @@ class BatchDispatcher:
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must not be negative, got {max_wait_ms}")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = fold_batchnorms(model.to(self.device).eval())
         self.max_batch_size = max_batch_size
         self.max_wait_seconds = max_wait_ms / 1000.0
         self._template = model.initial_state(1, "cpu")  # the shapes a caller's state must have

@@ -18,6 +18,7 @@ from asr.data.manifest import ManifestEntry, read_manifest
 from asr.decoding import GreedyDecoder
 from asr.device import DEVICE_CHOICES, resolve_device
 from asr.features import compute_features
+from asr.model import fold_batchnorms
 from asr.pretrained import DEFAULT_MODEL, BeamSettings, build_beam_decoder
 from asr.transcribe import add_beam_arguments, beam_settings_from
 
@@ -36,7 +37,7 @@ class AcousticOutput:
 def compute_log_probs(model_reference: str | None, entries: list[ManifestEntry], device: str = "auto") -> AcousticOutput:
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(model_reference or DEFAULT_MODEL, device=torch_device)
-    model, references, groups, outputs, audio_seconds, model_seconds = checkpoint.model, [], [], [], 0.0, 0.0
+    model, references, groups, outputs, audio_seconds, model_seconds = fold_batchnorms(checkpoint.model), [], [], [], 0.0, 0.0
     for entry in tqdm(entries, desc="acoustic model", mininterval=2):
         samples, rate = load_audio(entry.audio_filepath)
         started = time.perf_counter()

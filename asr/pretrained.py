@@ -8,6 +8,7 @@ from pathlib import Path
 from asr.checkpoint import load_checkpoint
 from asr.device import resolve_device
 from asr.dispatch import BatchDispatcher
+from asr.model import fold_batchnorms
 from asr.streaming import EndpointConfig, Recognizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,8 @@ def load_recognizer(model: str | None = None, beam: BeamSettings | None = BeamSe
         beam_decoder, warning = build_beam_decoder(beam)
         if warning:
             warnings.append(warning)
-    dispatcher = BatchDispatcher(checkpoint.model, torch_device, max_batch_size, max_wait_ms) if batch_dispatch else None
-    recognizer = Recognizer(checkpoint.model, checkpoint.feature_config, beam_decoder, endpoint=endpoint, device=torch_device,
+    model = fold_batchnorms(checkpoint.model)  # one inference copy, shared by the dispatcher and every stream
+    dispatcher = BatchDispatcher(model, torch_device, max_batch_size, max_wait_ms) if batch_dispatch else None
+    recognizer = Recognizer(model, checkpoint.feature_config, beam_decoder, endpoint=endpoint, device=torch_device,
                             step_function=dispatcher.step if dispatcher else None)
     return LoadedRecognizer(recognizer, warnings, dispatcher)

@@ -16,7 +16,7 @@ import torch
 
 from asr.decoding import DecodeResult, GreedyDecoder
 from asr.features import FeatureConfig, StreamingFeaturizer, compute_features
-from asr.model import DeepSpeech2, StreamState
+from asr.model import DeepSpeech2, StreamState, fold_batchnorms
 from asr.text import BLANK_INDEX, SPACE_INDEX
 
 
@@ -72,7 +72,7 @@ class Recognizer:
 
     def __init__(self, model: DeepSpeech2, feature_config: FeatureConfig, beam_decoder: Decoder | None = None,
                  endpoint: EndpointConfig = EndpointConfig(), device: str | torch.device = "cpu", step_function: StepFunction | None = None):
-        self.model = model.to(device).eval()
+        self.model = fold_batchnorms(model.to(device).eval())  # idempotent: a folded model is used as it is
         self.feature_config = feature_config
         self.greedy_decoder = GreedyDecoder()
         self.beam_decoder = beam_decoder

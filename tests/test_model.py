@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from tests.conftest import random_eval_model
-from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig
+from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig, fold_batchnorms
 
 
 
@@ -102,3 +102,43 @@ def test_lookahead_is_the_row_convolution_of_its_weights():
     with torch.no_grad():
         expected = torch.clamp(lookahead.conv(x.transpose(1, 2)).transpose(1, 2), 0.0, lookahead.clip)
         assert torch.allclose(lookahead(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["small", "lstm"])
+def test_folded_batchnorms_give_the_same_outputs_offline_and_streaming(name):
+    model = random_eval_model(MODELS[name].config, seed=3)
+    for norm in model.modules():  # learned affine parts too, not only running statistics
+        if isinstance(norm, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            norm.weight.data.uniform_(0.5, 1.5)
+            norm.bias.data.uniform_(-0.3, 0.3)
+    original_state = {key: value.clone() for key, value in model.state_dict().items()}
+    folded = fold_batchnorms(model)
+    assert folded.batchnorms_folded and not model.batchnorms_folded
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in folded.modules())
+    features = torch.randn(2, 97, model.config.n_mels)
+    lengths = torch.tensor([97, 60])
+    with torch.no_grad():
+        expected, expected_lengths = model(features, lengths)
+        got, got_lengths = folded(features, lengths)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    assert torch.equal(got_lengths, expected_lengths)
+    streamed = streamed_log_probs(folded, features[:1], chunks_from([7, 16, 1, 30], 97))
+    torch.testing.assert_close(streamed, expected[:1], atol=1e-4, rtol=0)
+    assert all(torch.equal(value, original_state[key]) for key, value in model.state_dict().items())  # original untouched
+
+
+def test_folded_model_is_inference_only_and_folding_is_idempotent():
+    folded = fold_batchnorms(MODELS["tiny"])
+    assert fold_batchnorms(folded) is folded
+    assert folded.eval() is folded
+    with pytest.raises(RuntimeError, match="inference only"):
+        folded.train()
+
+
+def test_a_folded_model_is_not_saved_as_a_checkpoint(tmp_path):
+    from asr.checkpoint import save_checkpoint
+    from asr.features import FeatureConfig
+
+    with pytest.raises(ValueError, match="folded"):
+        save_checkpoint(tmp_path / "x.pt", fold_batchnorms(MODELS["tiny"]), FeatureConfig())
+    assert not (tmp_path / "x.pt").exists()
