@@ -39,25 +39,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_stream(recognizer: Recognizer, minutes: float, chunk_ms: int) -> dict:
+def run_streams(recognizers: dict[str, Recognizer], minutes: float, chunk_ms: int) -> dict[str, dict]:
+    """One stream per recognizer, fed the same chunks in turn (chunk i to each, then chunk i + 1), so a
+    comparison between them sees the same moments of a shared machine's load."""
     rate, chunk = 16000, 16 * chunk_ms
     block = speech_like_audio(60.0)  # one minute, replayed: the stream itself never restarts
-    stream = recognizer.create_stream(EndpointConfig(enabled=True))
+    streams = {label: recognizer.create_stream(EndpointConfig(enabled=True)) for label, recognizer in recognizers.items()}
     chunks_per_minute = len(block) // chunk
-    first, last, total_compute = [], [], 0.0
+    first = {label: [] for label in streams}
+    last = {label: [] for label in streams}
+    total_compute = dict.fromkeys(streams, 0.0)
     total_chunks = int(minutes * chunks_per_minute)
     for index in range(total_chunks):
         offset = (index % chunks_per_minute) * chunk
-        started = time.perf_counter()
-        stream.accept(block[offset : offset + chunk], rate)
-        elapsed = time.perf_counter() - started
-        total_compute += elapsed
-        if index < chunks_per_minute:
-            first.append(elapsed)
-        elif index >= total_chunks - chunks_per_minute:
-            last.append(elapsed)
+        for label, stream in streams.items():
+            started = time.perf_counter()
+            stream.accept(block[offset : offset + chunk], rate)
+            elapsed = time.perf_counter() - started
+            total_compute[label] += elapsed
+            if index < chunks_per_minute:
+                first[label].append(elapsed)
+            elif index >= total_chunks - chunks_per_minute:
+                last[label].append(elapsed)
     audio_seconds = total_chunks * chunk / rate
-    return {"rtf_x": audio_seconds / total_compute, "first_ms": 1000 * np.median(first), "last_ms": 1000 * np.median(last or first)}
+    return {label: {"rtf_x": audio_seconds / total_compute[label], "first_ms": 1000 * np.median(first[label]),
+                    "last_ms": 1000 * np.median(last[label] or first[label])} for label in streams}
 
 
 def main() -> None:
@@ -67,6 +73,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="stream length for the flatness check")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compare-unfolded", action="store_true",
+                        help="also run, chunk for chunk alongside, the model with its BatchNorms not folded (row 'name*')")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -74,11 +82,14 @@ def main() -> None:
     print(f"{'model':<6} {'chunk':>6} {'x real time':>12} {'ms/chunk min 1':>15} {'ms/chunk last min':>18} {'ratio':>6} {'peak RSS MB':>12}")
     for name in args.models.split(","):
         model = DeepSpeech2(NAMED_CONFIGS[name]).eval()
-        recognizer = Recognizer(model, FeatureConfig(), beam_decoder=None, device=device)
+        recognizers = {name: Recognizer(model, FeatureConfig(), beam_decoder=None, device=device)}  # folds BatchNorms
+        if args.compare_unfolded:
+            unfolded = model.to(device)
+            recognizers[name + "*"] = Recognizer(model, FeatureConfig(), beam_decoder=None, device=device, step_function=unfolded.step)
         for chunk_ms in map(int, args.chunks_ms.split(",")):
-            result = run_stream(recognizer, args.minutes, chunk_ms)
-            print(f"{name:<6} {chunk_ms:>4}ms {result['rtf_x']:>12.1f} {result['first_ms']:>15.2f} {result['last_ms']:>18.2f} "
-                  f"{result['last_ms'] / result['first_ms']:>6.2f} {peak_rss_mb():>12.0f}", flush=True)
+            for label, result in run_streams(recognizers, args.minutes, chunk_ms).items():
+                print(f"{label:<6} {chunk_ms:>4}ms {result['rtf_x']:>12.1f} {result['first_ms']:>15.2f} {result['last_ms']:>18.2f} "
+                      f"{result['last_ms'] / result['first_ms']:>6.2f} {peak_rss_mb():>12.0f}", flush=True)
 
 
 if __name__ == "__main__":
