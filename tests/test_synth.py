@@ -25,10 +25,11 @@ def test_held_out_voices_never_speak_in_train():
     assert len(ids["train"]) + len(ids["dev"]) + len(ids["test"]) == len(voices)
     for split in ("dev", "test"):
         held_out = [v for v in voices if v.split == split]
-        assert {"espeak", "flite"} <= {v.engine for v in held_out}
+        assert "espeak" in {v.engine for v in held_out}
         # the held-out espeak timbres (variants) are not heard in train with any accent
         assert not {v.name.split("+")[1] for v in held_out if v.engine == "espeak"} & set(synth.ESPEAK_VARIANTS["train"])
-    assert any(v.engine == "festival" for v in voices if v.split == "test")
+    # the test set keeps unseen natural-sounding speakers of both non-espeak engines
+    assert {"flite", "festival"} <= {v.engine for v in voices if v.split == "test"}
 
 
 def test_only_sentences_spoken_as_spelled_are_used():
