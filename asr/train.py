@@ -56,7 +56,7 @@ class TrainConfig:
     speed_prob: float = 0.5
     speed_spread: float = 0.1
     # Vocal tract length perturbation: formants scaled by 1 +- vtlp_spread with probability vtlp_prob, pitch and
-    # tempo kept: the other half of making two natural-sounding training voices stand for many talkers.
+    # tempo kept: with speed perturbation, how a few natural-sounding training voices stand for many talkers.
     vtlp_prob: float = 0.0
     vtlp_spread: float = 0.1
     spec_augment: bool = True
@@ -137,6 +137,7 @@ def train(config: TrainConfig) -> Path:
     train_entries = read_manifest(config.train_manifest)
     dev_entries = read_manifest(config.dev_manifest) if config.dev_manifest else []
     augmenter = WaveformAugmenter(augment_config(config), seed=config.seed + context.rank) if config.augment else None
+    # Its own random stream (a seed apart from the waveform augmenter's seed + rank), one per rank.
     warp = VocalTractWarp(config.vtlp_prob, (1.0 - config.vtlp_spread, 1.0 + config.vtlp_spread), seed=config.seed + 7919 * (context.rank + 1)) \
         if config.augment and config.vtlp_prob > 0 else None
     train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=SpecAugment() if config.spec_augment else None,
