@@ -131,8 +131,8 @@ class LogMel:
     """Log-mel frames of 16 kHz audio, no centre padding (shared by the offline and streaming paths).
 
     torchaudio's functional spectrogram and HTK mel filterbank, the same numbers as
-    `torchaudio.transforms.MelSpectrogram(center=False)` (tested to 1e-5; torch.equal in a one-off check), called directly: a streaming
-    chunk has only ~16 frames, where the module wrappers cost more than the FFT itself.
+    `torchaudio.transforms.MelSpectrogram(center=False)` (tested to 1e-5), called directly: a streaming chunk has only
+    ~16 frames, where the module wrappers cost more than the FFT itself.
     """
 
     def __init__(self, config: FeatureConfig = FeatureConfig()):

@@ -267,8 +267,8 @@ class DeepSpeech2(nn.Module):
 
 def fold_batchnorms(model: DeepSpeech2) -> DeepSpeech2:
     """An inference copy with every BatchNorm folded into the layer next to it: the same outputs to float rounding
-    (tested to 1e-4 on log-probs), fewer operations per streaming step (1.19x faster end to end at 160 ms chunks,
-    bench/RESULTS.md). Eval-mode BatchNorm is a fixed per-channel affine map y = a*x + b,
+    (tested to 1e-4 on log-probs), fewer operations per streaming step (1.17-1.19x faster end to end at 160 ms
+    chunks, bench/RESULTS.md). Eval-mode BatchNorm is a fixed per-channel affine map y = a*x + b,
     so the conv before it takes a per-output-channel scale and a bias, and the GRU/LSTM input projection and the
     CTC head after it take a per-input-column scale and a bias. The copy is for inference only (its weights have
     other names and shapes), so it refuses train() and checkpoints are saved from the original."""

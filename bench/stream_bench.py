@@ -83,9 +83,8 @@ def main() -> None:
     for name in args.models.split(","):
         model = DeepSpeech2(NAMED_CONFIGS[name]).eval()
         recognizers = {name: Recognizer(model, FeatureConfig(), beam_decoder=None, device=device)}  # folds BatchNorms
-        if args.compare_unfolded:
-            unfolded = model.to(device)
-            recognizers[name + "*"] = Recognizer(model, FeatureConfig(), beam_decoder=None, device=device, step_function=unfolded.step)
+        if args.compare_unfolded:  # the Recognizer folds a copy; stepping `model` itself keeps its BatchNorms
+            recognizers[name + "*"] = Recognizer(model, FeatureConfig(), beam_decoder=None, device=device, step_function=model.step)
         for chunk_ms in map(int, args.chunks_ms.split(",")):
             for label, result in run_streams(recognizers, args.minutes, chunk_ms).items():
                 print(f"{label:<6} {chunk_ms:>4}ms {result['rtf_x']:>12.1f} {result['first_ms']:>15.2f} {result['last_ms']:>18.2f} "
