@@ -107,6 +107,30 @@ def load_checkpoint(reference: str | Path, device: str | torch.device = "cpu") -
     return LoadedCheckpoint(model.to(device).eval(), feature_config, tuple(payload["labels"]), payload["train_info"], str(reference))
 
 
+def average_checkpoints(references: list[str | Path]) -> LoadedCheckpoint:
+    """The element-wise mean of the weights of several checkpoints of one model (e.g. a run's last epochs).
+
+    Weight averaging (as in ESPnet and fairseq recipes) smooths the noise of the last optimizer steps; whether it
+    beats the best single epoch is measured, not assumed (the model card says). BatchNorm running statistics are
+    averaged like weights; integer buffers (BatchNorm's step counters) and the training metadata come from the
+    first checkpoint.
+    """
+    if not references:
+        raise CheckpointError("no checkpoints to average")
+    loaded = [load_checkpoint(reference) for reference in references]
+    first = loaded[0]
+    for other in loaded[1:]:
+        if other.model.config != first.model.config or other.feature_config != first.feature_config:
+            raise CheckpointError(f"{other.source}: its model or feature config differs from {first.source}'s; only "
+                                  "checkpoints of the same model can be averaged")
+    states = [checkpoint.model.state_dict() for checkpoint in loaded]
+    averaged = {name: torch.stack([state[name] for state in states]).mean(dim=0) if tensor.is_floating_point() else tensor
+                for name, tensor in states[0].items()}
+    first.model.load_state_dict(averaged)
+    info = {**first.train_info, "averaged_from": [str(reference) for reference in references]}
+    return LoadedCheckpoint(first.model, first.feature_config, first.labels, info, ",".join(map(str, references)))
+
+
 def _check_payload(path: Path, payload) -> None:
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: not a checkpoint of this project (top level is {type(payload).__name__})")

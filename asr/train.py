@@ -69,6 +69,8 @@ class TrainConfig:
     log_every: int = 25
     init_from: str = ""  # warm start from a checkpoint's weights (e.g. the shipped model), fresh optimizer
     eval_every: int = 1  # epochs between dev evaluations and checkpoints (the last epoch always gets one)
+    # Also keep each evaluated epoch's weights as epochNNN.pt (for `python -m asr export --average-with`).
+    keep_epoch_checkpoints: bool = False
 
 
 @dataclass
@@ -217,6 +219,8 @@ def train(config: TrainConfig) -> Path:
             info = {"train_config": asdict(config), "epochs_done": epoch + 1, "steps": step, "dev_wer": scores["wer"],
                     "dev_cer": scores["cer"], "train_hours": sum(e.duration for e in train_entries) / 3600, "wall_seconds": elapsed}
             save_checkpoint(out_dir / "last.pt", model, feature_config, info)
+            if config.keep_epoch_checkpoints:
+                save_checkpoint(out_dir / f"epoch{epoch:03d}.pt", model, feature_config, info)
             if not len(dev_set) or scores["cer"] <= best_cer:  # without a dev set the latest is the best we know
                 best_cer = scores["cer"]
                 save_checkpoint(out_dir / "best.pt", model, feature_config, info)

@@ -99,3 +99,28 @@ def test_hub_reference_resolves_from_a_local_cache(tmp_path, tiny_checkpoint, mo
     assert loaded.model.config == NAMED_CONFIGS["tiny"]
     with pytest.raises(CheckpointError, match="Hugging Face Hub"):
         load_checkpoint("hf://someone/ds2-small/other.pt")
+
+
+def test_averaging_refuses_checkpoints_of_different_models(tmp_path, tiny_checkpoint):
+    from dataclasses import replace
+
+    from asr.checkpoint import average_checkpoints
+
+    save_checkpoint(tmp_path / "wider.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_hidden=32)), FeatureConfig())
+    with pytest.raises(CheckpointError, match="differs"):
+        average_checkpoints([tiny_checkpoint, tmp_path / "wider.pt"])
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        average_checkpoints([])
+
+
+def test_export_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, tiny_checkpoint):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-m", "asr", "export", str(tiny_checkpoint), str(tmp_path / "out.pt"),
+                             "--average-with", str(tmp_path / "missing.pt")], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.pt'}: checkpoint file not found"
+    assert not (tmp_path / "out.pt").exists()

@@ -84,3 +84,25 @@ def test_augment_config_follows_the_speed_and_room_settings():
     augment = augment_config(TrainConfig(speed_prob=0.8, speed_spread=0.2, augment_scale=0.5))
     assert augment.speed_prob == 0.8 and augment.speed_range == pytest.approx((0.8, 1.2))
     assert augment.noise_prob == pytest.approx(0.3)  # 0.6 by default, halved
+
+
+def test_kept_epoch_checkpoints_average_into_one_shippable_file(tiny_corpus, tmp_path):
+    config = TrainConfig(train_manifest=str(tiny_corpus), dev_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"),
+                         model="tiny", epochs=2, batch_seconds=60, learning_rate=1e-2, warmup_steps=1, augment=False,
+                         spec_augment=False, num_workers=0, device="cpu", keep_epoch_checkpoints=True)
+    train(config)
+    run = tmp_path / "run"
+    first, second = (load_checkpoint(run / name).model.state_dict() for name in ("epoch000.pt", "epoch001.pt"))
+    assert torch.equal(second["head.weight"], load_checkpoint(run / "last.pt").model.head.weight)
+    assert not torch.equal(first["head.weight"], second["head.weight"])  # one epoch of training moved them
+    command = [sys.executable, "-m", "asr", "export", str(run / "epoch001.pt"), str(tmp_path / "avg.pt"),
+               "--average-with", str(run / "epoch000.pt"), "--full-precision"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    averaged = load_checkpoint(tmp_path / "avg.pt")
+    for name, tensor in averaged.model.state_dict().items():
+        expected = (first[name] + second[name]) / 2 if tensor.is_floating_point() else second[name]
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=name)
+    assert averaged.train_info["averaged_from"] == [str(run / "epoch001.pt"), str(run / "epoch000.pt")]
+    assert averaged.train_info["weights_dtype"] == "float32"
