@@ -7,7 +7,7 @@ Without an LM all three are lexicon-free; with the LM, flashlight needs a lexico
 KenLM (its lexicon-free mode expects a token LM), so it gets one spelled from the LM's unigrams.
 
 Log-probs are synthetic unless --log-probs is given: held-out sentences turned into peaky
-CTC-like posteriors with noise and confusions, at 25 frames per second (stride-4 `small`; it now emits 33). A block of
+CTC-like posteriors with noise and confusions, at the output frame rate of `small` (33.3 per second). A block of
 about 10 s is repeated to the stream's length, so that each checkpoint is timed on the same frames
 and only the history behind it differs. Times are CPU times, the decoders taking turns chunk by chunk.
 
@@ -43,9 +43,12 @@ from asr.decoding import (  # noqa: E402
     open_kenlm,
     read_unigrams,
 )
+from asr.features import FeatureConfig  # noqa: E402
+from asr.model import NAMED_CONFIGS  # noqa: E402
 from asr.text import BLANK_INDEX, LABELS  # noqa: E402
 
-FRAME_RATE = 25  # output frames per second: 10 ms features, time subsampling 4
+# output frames per second of the shipped `small`: 10 ms features, subsampled by its conv time strides (3)
+FRAME_RATE = 1.0 / (FeatureConfig().frame_seconds * math.prod(NAMED_CONFIGS["small"].conv_time_strides))
 CHECKPOINTS_S = (5, 30, 120)
 BLOCK_S = 10.0  # the stream repeats a block of about this length; each checkpoint's window spans one block
 NAIVE_REPEATS = 3  # naive timings: this many consecutive chunk ends from each checkpoint on
@@ -111,7 +114,7 @@ def repeat_block(block: np.ndarray, seconds: float) -> tuple[np.ndarray, int]:
 
 
 def chunk_bounds(frames: int, chunk_seconds: float) -> list[tuple[int, int]]:
-    """Chunks of chunk_seconds on average (12 and 13 frames alternate for 0.5 s at 25 frames/s)."""
+    """Chunks of chunk_seconds on average (16 and 17 frames alternate for 0.5 s at 33.3 frames/s)."""
     edges = sorted({round(k * chunk_seconds * FRAME_RATE) for k in range(int(frames / (chunk_seconds * FRAME_RATE)) + 2)})
     edges = [edge for edge in edges if edge <= frames]
     return list(zip(edges, edges[1:]))
@@ -290,7 +293,7 @@ def main() -> None:
     lines = [
         f"Command: `{command}`", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), Python {platform.python_version()}. "
-        f"Log-probs: {source}; {FRAME_RATE} frames/s, {len(LABELS)} labels, {candidates:.1f} labels per frame above "
+        f"Log-probs: {source}; {FRAME_RATE:.1f} frames/s, {len(LABELS)} labels, {candidates:.1f} labels per frame above "
         f"token_min_logp; chunks of {args.chunk_seconds} s. LM: {os.path.relpath(args.lm, REPO_ROOT)}. Beam width {options.beam_width}, alpha "
         f"{options.alpha}, beta {options.beta}, beam_prune_logp {options.beam_prune_logp}, token_min_logp "
         f"{options.token_min_logp}, prune_history {options.prune_history}. Flashlight: same beam size, beam_threshold "

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 packages=(espeak-ng fortunes)
 if [[ "${1:-}" == "--tests" ]]; then
-  # flite/festival: the synthetic-corpus tests; chromium: the browser tests; cmake+boost: KenLM's lmplz/build_binary.
+  # flite/festival (and its Czech voices, the "accented" engine): the synthetic-corpus tests; chromium: the browser tests; cmake+boost: KenLM's lmplz/build_binary.
   packages+=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts chromium cmake g++
+             festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph
              libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev
              zlib1g-dev libbz2-dev liblzma-dev)
 fi

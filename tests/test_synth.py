@@ -54,13 +54,46 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
 
 @needs_engines
 @pytest.mark.parametrize("voice", [synth.Voice("espeak", "en-gb-scotland+f4", "test"), synth.Voice("flite", "slt", "train"),
-                                   synth.Voice("festival", "ked_diphone", "test"), synth.Voice("festival", "cmu_us_slt_arctic_hts", "train")],
+                                   synth.Voice("festival", "ked_diphone", "test"), synth.Voice("festival", "cmu_us_slt_arctic_hts", "train"),
+                                   synth.Voice("accented", "czech_dita", "train"), synth.Voice("accented", "czech_machac", "train")],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
     slow_audio, fast_audio = synth.render(slow), synth.render(fast)
     assert 0.8 < len(fast_audio) / synth.SAMPLE_RATE < len(slow_audio) / synth.SAMPLE_RATE < 5.0
     assert abs(slow_audio).max() > 0.05
+
+
+@needs_engines
+def test_accented_voices_are_off_by_default_and_train_only():
+    without = {engine: share for engine, share in synth.DEFAULT_SHARES.items() if engine != "accented"}
+    # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
+    assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
+    accented = synth.plan({"train": 120, "dev": 60, "test": 60}, {"accented": 1.0}, seed=1)
+    assert accented["train"] and not accented["dev"] and not accented["test"]
+    assert {u.voice.name for u in accented["train"]} <= set(synth.ACCENTED_VOICES["train"])
+
+
+def test_czech_respelling_of_known_pronunciations():
+    from asr.data.respell import RespellError, czech_spelling
+
+    # espeak-ng's en-us IPA for "the children", "thank you", "world", "beach"
+    assert czech_spelling("ðə tʃˈɪldɹən") == "de čyldren"
+    assert czech_spelling("θˈæŋk juː") == "fenk jú"
+    assert czech_spelling("wˈɜːld") == "uérld"
+    assert czech_spelling("bˈiːtʃ (fr)") == "býč"  # stress and language-switch marks carry no sound
+    with pytest.raises(RespellError, match="U\\+0298"):
+        czech_spelling("ʘ")  # a click: no silent loss of an unmapped sound
+
+
+@needs_engines
+def test_respelling_covers_every_sound_of_the_training_sentences():
+    from asr.data.respell import respell_for_czech
+
+    sentences = sorted(synth.split_sentences()["train"])[::400]  # a spread-out sample; each needs one espeak-ng call
+    for sentence in sentences:
+        spelled = respell_for_czech(sentence)
+        assert spelled and spelled.encode("iso-8859-2")  # the Czech front end reads ISO-8859-2
 
 
 def manifest(out: Path, split: str) -> list[dict]:

@@ -1,5 +1,8 @@
 """Synthetic multi-voice corpus: fortune sentences spoken by espeak-ng, flite and festival voices.
 
+Optionally also by Festival's Czech voices reading the English sentences respelled in Czech
+(engine "accented", asr.data.respell): four more recorded speakers, with a Czech accent.
+
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
 unseen speakers on unseen text. The plan of utterances is a pure function of the seed, so an
@@ -31,6 +34,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
+from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
 
 log = logging.getLogger("asr.synth")
@@ -59,9 +63,15 @@ FESTIVAL_VOICES = {"train": ("kal_diphone", "cmu_us_slt_arctic_hts"), "dev": (),
 # Mean F0 (Hz) each voice is shifted from, so a random pitch offset stays near its natural range.
 FLITE_BASE_F0 = {"kal": 95.0, "kal16": 95.0, "slt": 160.0, "awb": 110.0, "rms": 100.0}
 DIPHONE_BASE_F0 = 105.0
+# Festival's Czech voices (Debian festvox-czech-*), training only: English respelled in Czech (asr.data.respell).
+# Their mean F0 and F0 spread (Hz) as the voices define them, so pitch offsets stay near each speaker's range.
+ACCENTED_VOICES = {"train": ("czech_machac", "czech_dita", "czech_krb", "czech_ph"), "dev": (), "test": ()}
+CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb": (258.0, 16.0), "czech_ph": (136.0, 8.0)}
 
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
-DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15}
+# "accented" is off by default (share 0 leaves every other utterance of the plan as it was); add it to a
+# corpus with `--engine-shares accented=1` and the same --out (see the model card).
+DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0}
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
 
@@ -108,6 +118,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("espeak", f"{accent}+{variant}", split) for accent in ESPEAK_ACCENTS for variant in ESPEAK_VARIANTS[split]]
         voices += [Voice("flite", name, split) for name in FLITE_VOICES[split]]
         voices += [Voice("festival", name, split) for name in FESTIVAL_VOICES[split]]
+        voices += [Voice("accented", name, split) for name in ACCENTED_VOICES[split]]
     return voices
 
 
@@ -170,6 +181,11 @@ def engine_command(utterance: Utterance, wav_path: str) -> list[str]:
                 "--setf", f"int_f0_target_mean={f0:.1f}", "-t", utterance.text + ".", "-o", wav_path]
     if voice.engine == "festival":
         return ["text2wave", "-o", wav_path, "-eval", f"(voice_{voice.name})", "-eval", festival_prosody(voice.name, stretch, pitch_factor)]
+    if voice.engine == "accented":
+        f0_mean, f0_std = CZECH_F0[voice.name]
+        prosody = (f"(begin (Parameter.set 'Duration_Stretch {stretch}) (set! int_general_params (list (list 'targ_func "
+                   f"czech-int-targets) (list 'f0_mean {f0_mean * pitch_factor:.1f}) (list 'f0_std {f0_std:.1f}))))")
+        return ["text2wave", "-o", wav_path, "-eval", f"(voice_{voice.name})", "-eval", prosody]
     raise ValueError(f"unknown engine {voice.engine!r}")
 
 
@@ -195,18 +211,30 @@ def trim_silence(samples: np.ndarray, sample_rate: int, margin_s: float = 0.2, f
     return samples[max(0, voiced[0] * frame - margin): min(len(samples), (voiced[-1] + 1) * frame + margin)]
 
 
+def festival_input(utterance: Utterance) -> bytes | None:
+    """What text2wave reads on stdin (the others take the text as an argument); the Czech front end reads ISO-8859-2."""
+    if utterance.voice.engine == "festival":
+        return (utterance.text + ".").encode()
+    if utterance.voice.engine == "accented":
+        try:
+            return (respell_for_czech(utterance.text) + ".").encode("iso-8859-2")
+        except (RespellError, OSError, subprocess.SubprocessError) as error:
+            raise SynthesisError(f"respelling failed: {error}") from None
+    return None
+
+
 def render(utterance: Utterance) -> np.ndarray:
     """Run the engine and return 16 kHz mono float audio, trimmed."""
     with tempfile.TemporaryDirectory(prefix="synth-") as scratch:
         raw_path = os.path.join(scratch, "raw.wav")
         command = engine_command(utterance, raw_path)
-        stdin = utterance.text + "." if utterance.voice.engine == "festival" else None
         try:
-            result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S)
+            result = subprocess.run(command, input=festival_input(utterance), capture_output=True, timeout=ENGINE_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as error:
             raise SynthesisError(f"{command[0]} failed: {error}") from None
         if result.returncode != 0 or not os.path.exists(raw_path):
-            raise SynthesisError(f"{command[0]} exited {result.returncode}: {result.stderr.strip()[-300:]}")
+            stderr = result.stderr.decode(errors="replace").strip()
+            raise SynthesisError(f"{command[0]} exited {result.returncode}: {stderr[-300:]}")
         try:
             samples, rate = soundfile.read(raw_path, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError) as error:
@@ -347,7 +375,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the utterance plan; keep it to resume")
     parser.add_argument("--engine-shares", type=parse_shares, default=dict(DEFAULT_SHARES),
-                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15)")
+                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0)")
 
 
 def run(args: argparse.Namespace) -> int:
