@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
 def save(args: argparse.Namespace, argv: list[str] | None, header: str, rows: list[ModelRow], pipelines: list[dict]) -> None:
     """Print the report; write it (and the raw figures) where the flags ask."""
     arguments = sys.argv[1:] if argv is None else argv
-    command = f"nice .venv/bin/python bench/{Path(__file__).name}" + (" " + shlex.join(arguments) if arguments else "")
+    command = f".venv/bin/python bench/{Path(__file__).name}" + (" " + shlex.join(arguments) if arguments else "")
     report = report_text(command, header, rows, pipelines)
     print("\n" + report)
     if args.json:
