@@ -74,6 +74,18 @@ def test_accented_voices_are_off_by_default_and_train_only():
     assert {u.voice.name for u in accented["train"]} <= set(synth.ACCENTED_VOICES["train"])
 
 
+@needs_engines
+def test_accented_voice_pitch_follows_the_semitone_offset():
+    import torch
+    import torchaudio
+
+    voice = synth.Voice("accented", "czech_dita", "train")  # dita's F0 (~220 Hz) is well inside the detector's range
+    low, high = (float(torchaudio.functional.detect_pitch_frequency(torch.from_numpy(synth.render(
+        synth.Utterance("x.wav", "the weather is nice today and the sun is shining", voice, 1.0, semitones))), synth.SAMPLE_RATE).median())
+        for semitones in (-3.0, 3.0))
+    assert 1.15 < high / low < 1.7, (low, high)  # 6 semitones apart: 1.41x; measured 182 -> 239 Hz (1.31x)
+
+
 def test_czech_respelling_of_known_pronunciations():
     from asr.data.respell import RespellError, czech_spelling
 
