@@ -8,7 +8,7 @@ KenLM (its lexicon-free mode expects a token LM), so it gets one spelled from th
 
 Log-probs are synthetic unless --log-probs is given: held-out sentences turned into peaky
 CTC-like posteriors with noise and confusions, at the output frame rate of `small` (33.3 per second). A block of
-about 10 s is repeated to the stream's length, so that each checkpoint is timed on the same frames
+whole sentences, up to 10 s, is repeated to the stream's length, so that each checkpoint is timed on the same frames
 and only the history behind it differs. Times are CPU times, the decoders taking turns chunk by chunk.
 
     python bench/decode_bench.py [--lm PATH] [--beam-width 32] [--log-probs FILE.npy] [--write-results]
@@ -50,7 +50,7 @@ from asr.text import BLANK_INDEX, LABELS  # noqa: E402
 # output frames per second of the shipped `small`: 10 ms features, subsampled by its conv time strides (3)
 FRAME_RATE = 1.0 / (FeatureConfig().frame_seconds * math.prod(NAMED_CONFIGS["small"].conv_time_strides))
 CHECKPOINTS_S = (5, 30, 120)
-BLOCK_S = 10.0  # the stream repeats a block of about this length; each checkpoint's window spans one block
+BLOCK_S = 10.0  # the stream repeats a block of whole sentences up to this length; each checkpoint's window spans one block
 NAIVE_REPEATS = 3  # naive timings: this many consecutive chunk ends from each checkpoint on
 DEFAULT_LM = REPO_ROOT / "lm" / "default" / "lm.binary"
 FLASHLIGHT_TOKENS = ["-", "|"] + list(LABELS[2:])  # flashlight names blank "-" and word boundary "|"

@@ -86,6 +86,16 @@ def test_accented_voice_pitch_follows_the_semitone_offset():
     assert 1.15 < high / low < 1.7, (low, high)  # 6 semitones apart: 1.41x; measured 182 -> 239 Hz (1.31x)
 
 
+def test_voice_list_records_every_run_into_one_corpus(tmp_path):
+    synth.write_voice_list(tmp_path, dict(synth.DEFAULT_SHARES), seed=0, hours=6.0)
+    synth.write_voice_list(tmp_path, {"accented": 1.0}, seed=0, hours=1.0)
+    synth.write_voice_list(tmp_path, {"accented": 1.0}, seed=0, hours=1.0)  # a resumed run is the same run
+    record = json.loads((tmp_path / "voices.json").read_text())
+    assert record["runs"] == [{"seed": 0, "engine_shares": dict(synth.DEFAULT_SHARES), "hours": 6.0},
+                              {"seed": 0, "engine_shares": {"accented": 1.0}, "hours": 1.0}]
+    assert len(record["voices"]) == len(synth.voice_inventory())
+
+
 def test_czech_respelling_of_known_pronunciations():
     from asr.data.respell import RespellError, czech_spelling
 

@@ -179,18 +179,18 @@ def engine_command(utterance: Utterance, wav_path: str) -> list[str]:
         f0 = FLITE_BASE_F0[voice.name] * pitch_factor
         return ["flite", "-voice", voice.name, "--setf", f"duration_stretch={stretch}",
                 "--setf", f"int_f0_target_mean={f0:.1f}", "-t", utterance.text + ".", "-o", wav_path]
-    if voice.engine == "festival":
+    if voice.engine in ("festival", "accented"):  # both are Festival voices; only their text and prosody differ
         return ["text2wave", "-o", wav_path, "-eval", f"(voice_{voice.name})", "-eval", festival_prosody(voice.name, stretch, pitch_factor)]
-    if voice.engine == "accented":
-        f0_mean, f0_std = CZECH_F0[voice.name]
-        prosody = (f"(begin (Parameter.set 'Duration_Stretch {stretch}) (set! int_general_params (list (list 'targ_func "
-                   f"czech-int-targets) (list 'f0_mean {f0_mean * pitch_factor:.1f}) (list 'f0_std {f0_std:.1f}))))")
-        return ["text2wave", "-o", wav_path, "-eval", f"(voice_{voice.name})", "-eval", prosody]
     raise ValueError(f"unknown engine {voice.engine!r}")
 
 
 def festival_prosody(name: str, stretch: float, pitch_factor: float) -> str:
-    """Scheme that sets rate and pitch: HTS voices take engine flags, diphone voices Festival parameters."""
+    """Scheme that sets rate and pitch: HTS voices take engine flags, the Czech voices their own intonation
+    parameters, English diphone voices Festival's linear-regression ones."""
+    if name in CZECH_F0:
+        f0_mean, f0_std = CZECH_F0[name]
+        return (f"(begin (Parameter.set 'Duration_Stretch {stretch}) (set! int_general_params (list (list 'targ_func "
+                f"czech-int-targets) (list 'f0_mean {f0_mean * pitch_factor:.1f}) (list 'f0_std {f0_std:.1f}))))")
     if name.endswith("_hts"):
         semitones = 12.0 * math.log2(pitch_factor)
         return f'(set! hts_engine_params (append hts_engine_params (list (list "-r" {1 / stretch:.3f}) (list "-fm" {semitones:.2f}))))'
@@ -349,10 +349,19 @@ def synthesize_split(utterances: list[Utterance], out_dir: Path, split: str, wor
     return written, failed
 
 
-def write_voice_list(out_dir: Path, shares: dict[str, float], seed: int) -> None:
-    """Record which voices belong to which split, for the model card."""
+def write_voice_list(out_dir: Path, shares: dict[str, float], seed: int, hours: float) -> None:
+    """Record which voices belong to which split, and every synth run that wrote into this folder (adding the
+    accented voices is a second run into the same corpus), for the model card."""
+    path = out_dir / "voices.json"
+    try:
+        runs = json.loads(path.read_text()).get("runs", []) if path.exists() else []
+    except (json.JSONDecodeError, AttributeError):
+        runs = []  # unreadable or of an older layout: start the record afresh
+    run = {"seed": seed, "engine_shares": shares, "hours": hours}
+    if run not in runs:
+        runs.append(run)
     voices = [asdict(voice) | {"id": voice.id} for voice in voice_inventory()]
-    (out_dir / "voices.json").write_text(json.dumps({"seed": seed, "engine_shares": shares, "voices": voices}, indent=1))
+    path.write_text(json.dumps({"runs": runs, "voices": voices}, indent=1))
 
 
 def parse_shares(text: str) -> dict[str, float]:
@@ -384,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = {"train": args.hours * 3600, "dev": args.dev_hours * 3600, "test": args.test_hours * 3600}
     plans = plan(seconds, args.engine_shares, args.seed)
-    write_voice_list(args.out, args.engine_shares, args.seed)
+    write_voice_list(args.out, args.engine_shares, args.seed, args.hours)
     for split in ("dev", "test", "train"):  # small held-out sets first, so training can start on a partial train set
         written, failed = synthesize_split(plans[split], args.out, split, args.workers)
         log.info("%s: %d planned, %d written now, %d failed", split, len(plans[split]), written, failed)
