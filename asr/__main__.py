@@ -1,4 +1,4 @@
-"""The command line: python -m asr {transcribe,evaluate,tune-lm,train,synth,librispeech,export} ..."""
+"""The command line: python -m asr {transcribe,evaluate,tune-lm,train,synth,librispeech,export,recode} ..."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ COMMANDS = {
     "synth": ("asr.data.synth", "build the synthetic multi-voice corpus"),
     "librispeech": ("asr.data.librispeech", "write a manifest for a LibriSpeech-layout folder"),
     "export": ("asr.export", "write a shippable (float16) copy of a trained checkpoint"),
+    "recode": ("asr.data.recode", "re-encode a manifest's audio as Ogg Opus (a small copy of a corpus)"),
 }
 
 

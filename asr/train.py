@@ -64,6 +64,10 @@ class TrainConfig:
     num_workers: int = 1
     device: str = "auto"
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit); for tests and smoke runs
+    # Wall-clock budget (0: none), e.g. a lent GPU machine's minutes. The learning rate decays by whichever is further
+    # along, steps or time, so a run cut short by the clock still ends at the low rate; the epoch running when time
+    # is up ends there and is evaluated and saved as the last.
+    time_limit_minutes: float = 0.0
     dev_limit: int = 400  # dev utterances decoded each epoch
     stats_utterances: int = 200  # utterances used for the feature normalisation statistics
     log_every: int = 25
@@ -104,11 +108,11 @@ def augment_config(config: TrainConfig) -> AugmentConfig:
     return AugmentConfig(**speed).scaled(config.augment_scale)
 
 
-def learning_rate_at(step: int, config: TrainConfig, total_steps: int) -> float:
-    """Linear warmup, then cosine decay to 5 % of the peak."""
+def learning_rate_at(step: int, config: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to 5 % of the peak, driven by steps or by the time budget spent, if further."""
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    progress = min(1.0, max(time_fraction, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)))
     return config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -186,6 +190,8 @@ def train(config: TrainConfig) -> Path:
               f"({sum(e.duration for e in train_entries) / 3600:.2f} h); {len(sampler)} batches/epoch per rank; device {device}; world {context.world_size}")
 
     started = time.time()
+    time_budget_s = config.time_limit_minutes * 60.0
+    out_of_time, time_fraction = False, 0.0
     for epoch in range(start_epoch, config.epochs):
         sampler.set_epoch(epoch)
         model.train()
@@ -193,7 +199,7 @@ def train(config: TrainConfig) -> Path:
         audio_seconds, loss_sum, loss_count = 0.0, 0.0, 0
         for batch in progress:
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(step, config, total_steps)
+                group["lr"] = learning_rate_at(step, config, total_steps, time_fraction)
             log_probs, output_lengths = trainer(batch.features.to(device), batch.feature_lengths.to(device))
             loss = ctc_loss(log_probs.transpose(0, 1), batch.targets.to(device), output_lengths, batch.target_lengths.to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -207,7 +213,12 @@ def train(config: TrainConfig) -> Path:
                 progress.set_postfix(loss=f"{loss_sum / loss_count:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if config.max_steps and step >= config.max_steps:
                 break
-        last_epoch = epoch + 1 == config.epochs or bool(config.max_steps and step >= config.max_steps)
+            if time_budget_s:  # checked after a step, so the epoch the clock ends has trained and its loss means something
+                time_fraction = _shared_time_fraction(started, time_budget_s, context, device)
+                out_of_time = time_fraction >= 1.0
+                if out_of_time:
+                    break
+        last_epoch = epoch + 1 == config.epochs or bool(config.max_steps and step >= config.max_steps) or out_of_time
         if context.is_main and ((epoch + 1) % config.eval_every == 0 or last_epoch):
             scores = evaluate_greedy(model, dev_set, device, config.dev_limit) if len(dev_set) else {"wer": float("nan"), "cer": float("nan"), "example": None}
             elapsed = time.time() - started
@@ -226,7 +237,9 @@ def train(config: TrainConfig) -> Path:
                 save_checkpoint(out_dir / "best.pt", model, feature_config, info)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                         "step": step, "best_cer": best_cer}, resume_path)
-        if config.max_steps and step >= config.max_steps:
+        if (config.max_steps and step >= config.max_steps) or out_of_time:
+            if context.is_main and out_of_time:
+                print(f"time limit of {config.time_limit_minutes:g} min reached after {step} steps (epoch {epoch})", flush=True)
             break
     if context.world_size > 1:
         # DDP keeps replicas identical by construction; print each rank's checksum so a drift is visible.
@@ -234,6 +247,17 @@ def train(config: TrainConfig) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return out_dir / "best.pt"
+
+
+def _shared_time_fraction(started: float, budget_s: float, context: DistributedContext, device: torch.device) -> float:
+    """Share of the time budget spent, by rank 0's clock: under DDP every rank must use the same learning rate (or the
+    replicas drift apart) and stop at the same step (or the others wait in all-reduce forever)."""
+    fraction = (time.time() - started) / budget_s
+    if context.world_size <= 1:
+        return fraction
+    shared = torch.tensor([fraction], dtype=torch.float64, device=device)
+    dist.broadcast(shared, src=0)
+    return float(shared.item())
 
 
 def _append_metrics(path: Path, row: dict) -> None:

@@ -3,6 +3,7 @@
 # with up to 256 concurrent streams. Bounded to about 5 minutes; everything lands in $OUT (or
 # bench/gpu-out). Target for `large`: >= 100 concurrent real-time streams with p95 <= 100 ms.
 #   bash bench/gpu_check.sh            # PYTHON=/path/to/python to use another interpreter
+#   MODELS=small bash bench/gpu_check.sh   # bench only these configs (default: large small)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/gpu-out}"
@@ -23,7 +24,7 @@ fi
     || log "some packages are missing (imports.txt); the tests need them, the bench falls back to random frames or greedy only"
 
 log "CUDA tests"
-timeout 60 "$PYTHON" -m pytest -q tests/test_dispatch.py -rs > "$OUT/tests.txt" 2>&1
+timeout 120 "$PYTHON" -m pytest -q tests/test_model.py tests/test_dispatch.py -rs > "$OUT/tests.txt" 2>&1
 log "tests exit status $? (tests.txt)"
 
 # Paced runs of 3 s per stream plus up to 2 s of lag, capacity runs capped at 4 s: about 20 s per N.
@@ -36,6 +37,11 @@ bench() {  # model, streams, pipeline streams, time budget in seconds
         --pipeline-streams "$3" --time-budget-s "$4" --json "$OUT/batch_$1.json" --report "$OUT/batch_$1.md" > "$OUT/batch_$1.txt" 2>&1
     log "bench $1 exit status $? (batch_$1.txt, batch_$1.md)"
 }
-bench large 1,16,64,128,256 "" 90
-bench small 1,16,64,128,256 64 70
+for model in ${MODELS:-large small}; do
+    case "$model" in
+        large) bench large 1,16,64,128,256 "" 90 ;;
+        small) bench small 1,16,64,128,256 64 70 ;;
+        *) log "unknown model $model (large or small)" ;;
+    esac
+done
 log "done"

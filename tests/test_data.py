@@ -397,3 +397,38 @@ def test_unreadable_audio_error_names_the_file(tmp_path):
     for index, name in enumerate(["broken.flac", "missing.flac"]):
         with pytest.raises(AudioError, match=name):
             dataset[index]
+
+
+def test_recode_writes_a_smaller_opus_copy_that_reads_back_at_the_same_rate_and_length(tmp_path, capsys):
+    from asr.__main__ import main as cli
+
+    corpus = tmp_path / "corpus"
+    rng = np.random.default_rng(0)
+    entries = []
+    for index in range(3):
+        seconds = 1.0 + index
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        audio = 0.3 * np.sin(2 * np.pi * 220 * (1 + index) * t) + 0.01 * rng.standard_normal(t.size)
+        path = corpus / "train" / f"voice{index}" / f"utt{index}.wav"
+        path.parent.mkdir(parents=True)
+        soundfile.write(path, audio.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+        entries.append(ManifestEntry(path, seconds, f"utterance {index}"))
+    write_manifest(corpus / "train.jsonl", entries)
+
+    assert cli(["recode", str(corpus / "train.jsonl"), "--out", str(tmp_path / "packed"), "--workers", "2"]) == 0
+    assert "MiB of Ogg Opus" in capsys.readouterr().out
+    recoded = read_manifest(tmp_path / "packed" / "train.jsonl")
+    assert [e.text for e in recoded] == [e.text for e in entries]
+    for original, copy in zip(entries, recoded):
+        assert copy.audio_filepath == (tmp_path / "packed" / original.audio_filepath.relative_to(corpus)).with_suffix(".ogg")
+        audio, rate = soundfile.read(copy.audio_filepath, dtype="float32")
+        assert rate == SAMPLE_RATE and abs(audio.size / rate - original.duration) < 0.02
+        assert copy.audio_filepath.stat().st_size < original.audio_filepath.stat().st_size / 5
+    assert json.loads((tmp_path / "packed" / "train.jsonl").read_text().splitlines()[0])["audio_filepath"] == "train/voice0/utt0.ogg"
+
+
+def test_recode_refuses_a_level_outside_0_to_1(tmp_path):
+    from asr.__main__ import main as cli
+
+    with pytest.raises(SystemExit, match="between 0 and 1"):
+        cli(["recode", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "packed"), "--level", "1.5"])

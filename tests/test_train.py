@@ -48,14 +48,18 @@ def test_tiny_model_overfits_a_handful_of_utterances(tiny_corpus, tmp_path):
 def test_two_process_ddp_ends_with_identical_weights(tiny_corpus, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                "-m", "asr", "train", "--train", str(tiny_corpus), "--out", str(tmp_path / "ddp"), "--model", "tiny",
-               "--max-steps", "4", "--epochs", "4", "--num-workers", "0", "--no-augment", "--device", "cpu", "--batch-seconds", "8"]
+               "--max-steps", "100000", "--epochs", "100000", "--time-limit-minutes", "0.05", "--num-workers", "0",
+               "--no-augment", "--device", "cpu", "--batch-seconds", "8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     checksums = dict(re.findall(r"rank (\d) final weights checksum (\w+)", result.stdout))
     assert set(checksums) == {"0", "1"}, result.stdout[-2000:]
     assert checksums["0"] == checksums["1"]
-    assert (tmp_path / "ddp" / "last.pt").exists()
+    # The clock stopped it (rank 0's clock, shared, so both ranks stopped at the same step and used the same rates).
+    stopped = re.search(r"time limit of 0.05 min reached after (\d+) steps", result.stdout)
+    assert stopped and int(stopped.group(1)) > 0, result.stdout[-2000:]
+    assert load_checkpoint(tmp_path / "ddp" / "last.pt").train_info["steps"] == int(stopped.group(1))
 
 
 def test_init_from_takes_weights_of_equal_shapes_even_at_another_time_stride(tiny_corpus, tmp_path):
@@ -76,6 +80,30 @@ def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
                          augment=False, spec_augment=False, num_workers=0, device="cpu", init_from=str(tmp_path / "other.pt"))
     with pytest.raises(SystemExit, match="different weight shapes"):
         train(config)
+
+
+def test_learning_rate_decays_by_steps_or_time_whichever_is_further():
+    from asr.train import learning_rate_at
+
+    config = TrainConfig(learning_rate=1e-3, warmup_steps=10)
+    assert learning_rate_at(4, config, 1000, time_fraction=0.9) == pytest.approx(5e-4)  # warmup is by steps alone
+    assert learning_rate_at(10, config, 1000) == pytest.approx(1e-3)
+    assert learning_rate_at(10, config, 1000, time_fraction=1.0) == pytest.approx(5e-5)  # the floor, 5 % of the peak
+    halfway = learning_rate_at(505, config, 1000)
+    assert learning_rate_at(505, config, 1000, time_fraction=0.2) == pytest.approx(halfway)  # steps further along
+    assert learning_rate_at(505, config, 1000, time_fraction=0.8) < halfway
+
+
+def test_time_limit_ends_a_run_with_an_evaluated_checkpoint(tiny_corpus, tmp_path):
+    config = TrainConfig(train_manifest=str(tiny_corpus), dev_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"),
+                         model="tiny", epochs=100000, batch_seconds=60, warmup_steps=1, augment=False, spec_augment=False, num_workers=0,
+                         device="cpu", time_limit_minutes=0.03, eval_every=100000)
+    best = train(config)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert len(rows) == 1 and 0 < int(rows[0]["epoch"]) < 100000  # only the epoch the clock ended was evaluated
+    assert float(rows[0]["wall_seconds"]) < 30
+    assert float(rows[0]["lr"]) == pytest.approx(config.learning_rate * 0.05, rel=0.2)  # decayed to the floor by time
+    assert load_checkpoint(best).train_info["epochs_done"] == int(rows[0]["epoch"]) + 1
 
 
 def test_augment_config_follows_the_speed_and_room_settings():
