@@ -77,6 +77,10 @@ def test_evaluate_and_tune_lm_print_their_tables(tiny_checkpoint, spoken_clip, t
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
     assert {"greedy", "beam", "beam+lm"} <= set(rows)
     assert float(rows["greedy"][1]) >= 90.0  # random weights: almost every word wrong
+    without_lm = run_cli("evaluate", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4, "--no-lm")
+    assert without_lm.returncode == 0, without_lm.stderr
+    assert [line.split()[0] for line in without_lm.stdout.splitlines()[1:3]] == ["greedy", "beam"]
+    assert "beam+lm" not in without_lm.stdout
     result = run_cli("tune-lm", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4, "--alphas", "0,1", "--betas", "0,1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("best: --alpha")
