@@ -68,8 +68,8 @@ def score(references: list[str], hypotheses: list[str]) -> dict:
 
 def evaluate(acoustic: AcousticOutput, settings: BeamSettings, by_group: bool = False) -> list[dict]:
     """One row per decoder: greedy, beam without LM, beam with LM (unless settings say no LM; a row with the reason
-    when it does not load); with by_group, each row also
-    scores every audio folder on its own (which voices or speakers the errors come from)."""
+    when it does not load); with by_group, each row also scores every audio folder on its own (which voices or
+    speakers the errors come from)."""
     decoders = [("greedy", GreedyDecoder(), None)]
     plain, _ = build_beam_decoder(replace(settings, use_lm=False))
     decoders.append(("beam", plain, None))

@@ -66,7 +66,8 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit); for tests and smoke runs
     # Wall-clock budget (0: none), e.g. a lent GPU machine's minutes. The learning rate decays by whichever is further
     # along, steps or time, so a run cut short by the clock still ends at the low rate; the epoch running when time
-    # is up ends there and is evaluated and saved as the last.
+    # is up ends there and is evaluated and saved as the last. The clock starts with the process: a resumed run gets
+    # the whole budget again.
     time_limit_minutes: float = 0.0
     dev_limit: int = 400  # dev utterances decoded each epoch
     stats_utterances: int = 200  # utterances used for the feature normalisation statistics

@@ -25,7 +25,9 @@ def recode_file(source: Path, target: Path, level: float) -> None:
     """One file to Ogg Opus at its own sample rate; `level` is libsndfile's compression level (1 = smallest)."""
     audio, sample_rate = soundfile.read(source, dtype="float32", always_2d=False)
     target.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(target, audio, sample_rate, format="OGG", subtype="OPUS", compression_level=level)
+    partial = target.with_name(target.name + ".part")  # renamed when whole: a killed run leaves no truncated .ogg
+    soundfile.write(partial, audio, sample_rate, format="OGG", subtype="OPUS", compression_level=level)
+    os.replace(partial, target)
 
 
 def _recode_one(job: tuple[Path, Path, float]) -> None:
@@ -39,7 +41,7 @@ def recode_manifest(manifest: str | Path, out_dir: str | Path, level: float, wor
     entries = read_manifest(manifest)
     targets = [out_dir / entry.audio_filepath.relative_to(base).with_suffix(".ogg") for entry in entries]
     jobs = [(entry.audio_filepath, target, level) for entry, target in zip(entries, targets) if not target.exists()]
-    # Resumable: files already written are kept (each is written whole by libsndfile before the next starts).
+    # Resumable: files already written are kept (each appears under its name only once complete).
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for _ in tqdm(pool.map(_recode_one, jobs, chunksize=16), total=len(jobs), desc="recode", unit="file"):
             pass
