@@ -432,3 +432,14 @@ def test_recode_refuses_a_level_outside_0_to_1(tmp_path):
 
     with pytest.raises(SystemExit, match="between 0 and 1"):
         cli(["recode", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "packed"), "--level", "1.5"])
+
+
+def test_recode_refuses_audio_outside_the_manifest_folder(tmp_path):
+    from asr.__main__ import main as cli
+
+    elsewhere = tmp_path / "elsewhere.wav"
+    soundfile.write(elsewhere, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    write_manifest(tmp_path / "corpus" / "train.jsonl", [ManifestEntry(elsewhere, 1.0, "silence")])
+    with pytest.raises(SystemExit, match="outside"):
+        cli(["recode", str(tmp_path / "corpus" / "train.jsonl"), "--out", str(tmp_path / "packed")])
+    assert not (tmp_path / "packed").exists()

