@@ -408,7 +408,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the utterance plan; keep it to resume")
     parser.add_argument("--engine-shares", type=parse_shares, default=dict(DEFAULT_SHARES),
-                        help="engine=weight,... share of utterances per engine (default espeak=0.55,flite=0.3,festival=0.15,accented=0,neural=0,kokoro=0,pico=0)")
+                        help="engine=weight,... share of utterances per engine (default "
+                             + ",".join(f"{engine}={share:g}" for engine, share in DEFAULT_SHARES.items()) + ")")
 
 
 def run(args: argparse.Namespace) -> int:
