@@ -244,7 +244,9 @@ def train(config: TrainConfig) -> Path:
             break
     if context.world_size > 1:
         # DDP keeps replicas identical by construction; print each rank's checksum so a drift is visible.
-        print(f"rank {context.rank} final weights checksum {state_digest(model.state_dict())[:16]}", flush=True)
+        # One write with its newline (print's `end` is a second write): the ranks share stdout, and a line split in two
+        # lets another rank's output land inside it.
+        print(f"rank {context.rank} final weights checksum {state_digest(model.state_dict())[:16]}\n", end="", flush=True)
         dist.barrier()
         dist.destroy_process_group()
     return out_dir / "best.pt"
