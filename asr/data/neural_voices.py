@@ -163,5 +163,12 @@ def speak_neural(name: str, text: str, stretch: float, semitones: float, relpath
     pitch_factor = 2.0 ** (semitones / 12.0)
     seed = zlib.crc32(relpath.encode())  # hibari's noise, repeatable per utterance
     samples, rate = neural_speaker(name)(text, stretch * pitch_factor, seed)
-    # Whole hundreds of Hz: resampling cost grows with rate / gcd(rate, 16000), and 0.5 % of pitch is inaudible.
-    return samples, int(round(rate * pitch_factor / 100.0)) * 100
+    return samples, playback_rate(rate, semitones)
+
+
+def playback_rate(rate: int, semitones: float) -> int:
+    """The rate to play `rate` Hz audio at so its pitch (and formants) move by `semitones`.
+
+    Whole hundreds of Hz: resampling cost grows with rate / gcd(rate, 16000), and 0.5 % of pitch is inaudible.
+    """
+    return int(round(rate * 2.0 ** (semitones / 12.0) / 100.0)) * 100

