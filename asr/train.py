@@ -70,6 +70,10 @@ class TrainConfig:
     # the whole budget again.
     time_limit_minutes: float = 0.0
     dev_limit: int = 400  # dev utterances decoded each epoch
+    # Training utterances spoken faster than this many characters per second are left out (0: none). Some TTS
+    # voices at a fast drawn rate reach 30 characters a second: at 33 output frames a second that leaves CTC about
+    # one frame per character, so those labels are near-infeasible noise, and unlike anyone talking to the demo.
+    max_chars_per_second: float = 0.0
     stats_utterances: int = 200  # utterances used for the feature normalisation statistics
     log_every: int = 25
     init_from: str = ""  # warm start from a checkpoint's weights (e.g. the shipped model), fresh optimizer
@@ -142,6 +146,14 @@ def train(config: TrainConfig) -> Path:
 
     # Data
     train_entries = read_manifest(config.train_manifest)
+    if config.max_chars_per_second > 0:
+        kept = [e for e in train_entries if len(e.text) <= config.max_chars_per_second * e.duration]
+        if not kept:
+            raise SystemExit(f"error: --max-chars-per-second {config.max_chars_per_second:g} leaves no training utterance")
+        if context.is_main:
+            print(f"--max-chars-per-second {config.max_chars_per_second:g}: left out {len(train_entries) - len(kept)} of "
+                  f"{len(train_entries)} training utterances", flush=True)
+        train_entries = kept
     dev_entries = read_manifest(config.dev_manifest) if config.dev_manifest else []
     augmenter = WaveformAugmenter(augment_config(config), seed=config.seed + context.rank) if config.augment else None
     # Its own random stream (a seed apart from the waveform augmenter's seed + rank), one per rank.

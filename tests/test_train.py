@@ -134,3 +134,19 @@ def test_kept_epoch_checkpoints_average_into_one_shippable_file(tiny_corpus, tmp
         torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=name)
     assert averaged.train_info["averaged_from"] == [str(run / "epoch001.pt"), str(run / "epoch000.pt")]
     assert averaged.train_info["weights_dtype"] == "float32"
+
+
+def test_max_chars_per_second_leaves_out_the_fastest_utterances(tiny_corpus, tmp_path, capsys):
+    from asr.data.manifest import read_manifest
+
+    rates = sorted(len(e.text) / e.duration for e in read_manifest(tiny_corpus))
+    threshold = (rates[1] + rates[2]) / 2  # between the second and third slowest of the four
+    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", epochs=1,
+                         batch_seconds=60, warmup_steps=1, augment=False, spec_augment=False, num_workers=0,
+                         device="cpu", max_chars_per_second=threshold)
+    train(config)
+    output = capsys.readouterr().out
+    assert "left out 2 of 4 training utterances" in output
+    assert "; 2 train utterances" in output
+    with pytest.raises(SystemExit, match="leaves no training utterance"):
+        train(replace(config, out_dir=str(tmp_path / "none"), max_chars_per_second=rates[0] / 2))
