@@ -14,7 +14,7 @@ from dataclasses import replace
 from asr.checkpoint import load_checkpoint, save_checkpoint
 from asr.features import FeatureConfig
 from asr.model import NAMED_CONFIGS, DeepSpeech2
-from asr.data.manifest import ManifestEntry, write_manifest
+from asr.data.manifest import ManifestEntry, read_manifest, write_manifest
 from asr.train import TrainConfig, train
 from tests.conftest import REPO_ROOT, speak
 
@@ -137,8 +137,6 @@ def test_kept_epoch_checkpoints_average_into_one_shippable_file(tiny_corpus, tmp
 
 
 def test_max_chars_per_second_leaves_out_the_fastest_utterances(tiny_corpus, tmp_path, capsys):
-    from asr.data.manifest import read_manifest
-
     rates = sorted(len(e.text) / e.duration for e in read_manifest(tiny_corpus))
     threshold = (rates[1] + rates[2]) / 2  # between the second and third slowest of the four
     config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", epochs=1,
