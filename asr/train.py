@@ -71,8 +71,9 @@ class TrainConfig:
     time_limit_minutes: float = 0.0
     dev_limit: int = 400  # dev utterances decoded each epoch
     # Training utterances spoken faster than this many characters per second are left out (0: none). Some TTS
-    # voices at a fast drawn rate reach 30 characters a second: at `small`'s 33 output frames a second that leaves CTC about
-    # one frame per character, so those labels are near-infeasible noise, and unlike anyone talking to the demo.
+    # voices at a fast drawn rate reach 30 characters a second: at `small`'s 33 output frames a second that leaves
+    # CTC about one frame per character, so those labels are near-infeasible noise, and unlike anyone talking to
+    # the demo.
     max_chars_per_second: float = 0.0
     stats_utterances: int = 200  # utterances used for the feature normalisation statistics
     log_every: int = 25
