@@ -69,7 +69,8 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
                                    pytest.param(synth.Voice("pico", "us_lh0", "train"), marks=needs_pico_voices),
                                    pytest.param(synth.Voice("pico", "gb_kh0", "train"), marks=needs_pico_voices),
                                    pytest.param(synth.Voice("silero", "en_0", "train"), marks=needs_silero_voices),
-                                   pytest.param(synth.Voice("silero", "en_117", "dev"), marks=needs_silero_voices)],
+                                   pytest.param(synth.Voice("silero", "en_117", "dev"), marks=needs_silero_voices),
+                                   pytest.param(synth.Voice("silero_blend", "blend_0007", "train"), marks=needs_silero_voices)],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
@@ -83,7 +84,8 @@ def test_each_engine_speaks_with_rate_and_pitch(voice):
                                                ("kokoro", synth.KOKORO_VOICES), ("pico", synth.PICO_VOICES)])
 def test_added_engines_are_off_by_default_and_train_only(engine, voices):
     assert synth.DEFAULT_SHARES[engine] == 0.0
-    without = {name: share for name, share in synth.DEFAULT_SHARES.items() if name not in ("accented", "neural", "kokoro", "pico", "silero")}
+    without = {name: share for name, share in synth.DEFAULT_SHARES.items()
+               if name not in ("accented", "neural", "kokoro", "pico", "silero", "silero_blend")}
     # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
     assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
     added = synth.plan({"train": 120, "dev": 60, "test": 60}, {engine: 1.0}, seed=1)
@@ -99,6 +101,42 @@ def test_silero_voices_are_off_by_default_and_hold_out_dev_speakers():
     assert train <= set(silero_voices.SILERO_VOICES["train"]) and dev <= set(silero_voices.SILERO_VOICES["dev"])
     assert len(train) > 20 and dev and not added["test"]  # many speakers; dev's never speak in train
     assert not set(silero_voices.SILERO_VOICES["train"]) & set(silero_voices.SILERO_VOICES["dev"])
+
+
+@needs_engines
+def test_blended_silero_voices_are_off_by_default_and_train_only():
+    assert synth.DEFAULT_SHARES["silero_blend"] == 0.0
+    added = synth.plan({"train": 600, "dev": 300, "test": 300}, {"silero_blend": 1.0}, seed=1)
+    assert not added["dev"] and not added["test"]
+    assert len({u.voice.name for u in added["train"]}) > 0.9 * len(added["train"])  # almost every utterance a new talker
+
+
+@needs_silero_voices
+def test_blends_are_repeatable_distinct_and_made_of_training_speakers_only():
+    import torch
+
+    model = silero_voices._model()
+    tables = silero_voices._speaker_tables(model)
+    first, again, other = (silero_voices.blended_embedding(name) for name in ("blend_0001", "blend_0001", "blend_0002"))
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+    # the dev speakers' rows take no part: scrambling them leaves every blend as it was
+    dev_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["dev"]]
+    saved = [table.detach()[dev_rows].clone() for table in tables]
+    try:  # inference mode: synthesis may already have turned the tables into inference tensors
+        with torch.inference_mode():
+            for table in tables:
+                table[dev_rows] = torch.randn_like(table[dev_rows]) * 5
+        assert torch.equal(silero_voices.blended_embedding("blend_0001"), first)
+    finally:
+        with torch.inference_mode():
+            for table, rows in zip(tables, saved):
+                table[dev_rows] = rows
+    # each blend is as far from the training speakers' mean as they are, on average (weights of variance 1/110)
+    train_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["train"]]
+    timbre = tables[0].detach()[train_rows]
+    spread = (timbre - timbre.mean(dim=0)).norm(dim=1).mean()
+    distances = torch.stack([(silero_voices.blended_embedding(f"blend_{k:04d}")[0] - timbre.mean(dim=0)).norm() for k in range(20)])
+    assert 0.5 * spread < distances.mean() < 1.5 * spread
 
 
 @needs_engines

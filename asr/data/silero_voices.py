@@ -15,11 +15,17 @@ be judged on speakers like them without looking at the test set. The model is a 
 in-process on torch; each synth worker loads it once (one thread, like the workers). It sets rate only in three
 steps (SSML), so the utterance's stretch picks one, and pitch is moved as the neural voices move it: spoken at
 24 kHz and played back faster or slower, pitch and formants together.
+
+Blended speakers (engine "silero_mix" of asr.data.synth): the model keeps one spare row in each of its three
+speaker tables (timbre, durations, pitch) for a "random" voice. Filling that row with a random blend of the 110
+training speakers' rows gives a new talker per seed: the blend weights are Gaussian, so the blends spread like the
+training speakers do around their mean. The eight dev speakers never enter a blend, so the dev set stays unseen.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import os
@@ -46,6 +52,9 @@ SPEAKER_COUNT = 118
 DEV_SPEAKERS = 8  # the last eight
 SILERO_VOICES = {"train": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS)),
                  "dev": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS, SPEAKER_COUNT)), "test": ()}
+# blended speakers (train only); more than the utterances of a few hours' run, so most speak a handful of sentences
+BLEND_COUNT = 2000
+BLENDED_VOICES = {"train": tuple(f"blend_{k:04d}" for k in range(BLEND_COUNT)), "dev": (), "test": ()}
 # duration multiplier bounds of Silero's SSML rates: below the first "fast" (0.86x measured), above the second "slow" (1.29x)
 RATE_STEPS = ((0.95, "fast"), (1.12, "medium"), (float("inf"), "slow"))
 
@@ -107,14 +116,52 @@ def _ssml_rate(stretch: float) -> str:
     return next(rate for bound, rate in RATE_STEPS if stretch < bound)
 
 
+def _speaker_tables(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The model's timbre, duration and pitch speaker embeddings, one row per speaker (the last: "random")."""
+    tts = model.model.tts_model
+    return (tts.tacotron.speaker_embedding.weight, tts.dur_predictor.dur_pred.speaker_embedding.weight,
+            tts.pitch_predictor.pitch_pred.speaker_embedding.weight)
+
+
+def blended_embedding(name: str) -> torch.Tensor:
+    """The (2, 128) voice of a blended speaker, in the layout the model's load_random_voice reads (row 0 timbre;
+    row 1 durations then pitch): the training speakers' mean plus a Gaussian-weighted sum of their offsets from it."""
+    if name not in BLENDED_VOICES["train"]:
+        raise ValueError(f"unknown blended silero voice {name!r}")
+    generator = torch.Generator().manual_seed(int(name.removeprefix("blend_")))
+    train_rows = [_model().speaker_to_id[speaker] for speaker in SILERO_VOICES["train"]]
+    weights = torch.randn(len(train_rows), generator=generator) / len(train_rows) ** 0.5
+    timbre, durations, pitch = (_blend(table.detach()[train_rows], weights) for table in _speaker_tables(_model()))
+    return torch.stack([timbre, torch.cat([durations, pitch])])
+
+
+def _blend(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    mean = rows.mean(dim=0)
+    return mean + weights @ (rows - mean)
+
+
+@functools.cache
+def _blend_file(name: str) -> str:
+    """The blended voice saved where the model's own loader reads it (once per process and voice)."""
+    path = Path(tempfile.mkdtemp(prefix="silero-blend-")) / f"{name}.pt"
+    torch.save(blended_embedding(name), path)
+    return str(path)
+
+
 def speak_silero(name: str, text: str, stretch: float, semitones: float, relpath: str) -> tuple[np.ndarray, int]:
-    """Audio of `text` by speaker `name` and the rate to play it at (which moves its pitch by `semitones`)."""
-    if name not in SILERO_VOICES["train"] + SILERO_VOICES["dev"]:
+    """Audio of `text` by speaker `name` (one of Silero's or a blend) and the rate to play it at (which moves its
+    pitch by `semitones`)."""
+    if name in BLENDED_VOICES["train"]:
+        speaker = {"speaker": "random", "voice_path": _blend_file(name)}
+    elif name in SILERO_VOICES["train"] + SILERO_VOICES["dev"]:
+        speaker = {"speaker": name}
+    else:
         raise ValueError(f"unknown silero voice {name!r}")
     torch.manual_seed(zlib.crc32(relpath.encode()))  # the model samples its prosody: repeatable per utterance
     ssml = f'<speak><prosody rate="{_ssml_rate(stretch)}">{text}</prosody></speak>'
-    with torch.inference_mode():
-        audio = _model().apply_tts(ssml_text=ssml, speaker=name, sample_rate=SILERO_RATE)
+    # the loader prints a line per blended utterance; the synth progress bar is the only output wanted
+    with torch.inference_mode(), contextlib.redirect_stdout(None):
+        audio = _model().apply_tts(ssml_text=ssml, sample_rate=SILERO_RATE, **speaker)
     return audio.numpy().astype(np.float32), playback_rate(SILERO_RATE, semitones)
 
 

@@ -5,7 +5,8 @@ Optionally also by Festival's Czech voices reading the English sentences respell
 neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): two more English speakers; and
 by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", same module); and by SVOX
 Pico's two English speakers (engine "pico", asr.data.pico_voices); and by Silero's 118 English speakers (engine
-"silero", asr.data.silero_voices; its model file is fetched once with `python -m asr.data.silero_voices`).
+"silero", asr.data.silero_voices; its model file is fetched once with `python -m asr.data.silero_voices`) and by
+new speakers blended from its 110 training speakers (engine "silero_blend", same module and model file).
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
@@ -42,7 +43,7 @@ from asr.data.neural_voices import KOKORO_VOICES, NEURAL_VOICES, missing_package
 from asr.data.pico_voices import PICO_VOICES, speak_pico
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
-from asr.data.silero_voices import SILERO_VOICES, model_missing, speak_silero
+from asr.data.silero_voices import BLENDED_VOICES, SILERO_VOICES, model_missing, speak_silero
 
 log = logging.getLogger("asr.synth")
 
@@ -76,11 +77,13 @@ ACCENTED_VOICES = {"train": ("czech_machac", "czech_dita", "czech_krb", "czech_p
 CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb": (258.0, 16.0), "czech_ph": (136.0, 8.0)}
 
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
-# "accented", "neural", "kokoro", "pico" and "silero" are off by default (share 0 leaves every other utterance of the plan as it was);
+# "accented", "neural", "kokoro", "pico", "silero" and "silero_blend" are off by default (share 0 leaves every other utterance of the plan as it was);
 # add one to a corpus with e.g. `--engine-shares neural=1` and the same --out (see the model card).
-DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "pico": 0.0, "silero": 0.0}
+DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "pico": 0.0, "silero": 0.0,
+                  "silero_blend": 0.0}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
-PYPI_ENGINES = ("neural", "kokoro", "pico", "silero")
+PYPI_ENGINES = ("neural", "kokoro", "pico", "silero", "silero_blend")
+SILERO_ENGINES = ("silero", "silero_blend")  # one model file, no package to install
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
 
@@ -132,6 +135,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("kokoro", name, split) for name in KOKORO_VOICES[split]]
         voices += [Voice("pico", name, split) for name in PICO_VOICES[split]]
         voices += [Voice("silero", name, split) for name in SILERO_VOICES[split]]
+        voices += [Voice("silero_blend", name, split) for name in BLENDED_VOICES[split]]
     return voices
 
 
@@ -242,7 +246,7 @@ def render(utterance: Utterance) -> np.ndarray:
         try:
             if utterance.voice.engine == "pico":
                 samples, rate = speak_pico(utterance.voice.name, utterance.text + ".", utterance.stretch, utterance.semitones)
-            elif utterance.voice.engine == "silero":
+            elif utterance.voice.engine in SILERO_ENGINES:
                 samples, rate = speak_silero(utterance.voice.name, utterance.text + ".", utterance.stretch,
                                              utterance.semitones, utterance.relpath)
             else:
@@ -422,11 +426,11 @@ def run(args: argparse.Namespace) -> int:
     """Plan the corpus, then speak every utterance not already on disk."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     asked = tuple(engine for engine in PYPI_ENGINES if args.engine_shares.get(engine, 0) > 0)
-    packaged = tuple(engine for engine in asked if engine != "silero")  # silero needs a model file, not a package
+    packaged = tuple(engine for engine in asked if engine not in SILERO_ENGINES)  # those need a model file, not a package
     if packaged and missing_packages(packaged):  # say so once, not once per utterance
         print(f"error: the {' and '.join(packaged)} voices need: pip install {' '.join(missing_packages(packaged))}", file=sys.stderr)
         return 2
-    if "silero" in asked and (reason := model_missing()):
+    if set(asked) & set(SILERO_ENGINES) and (reason := model_missing()):
         print(f"error: the silero voices need their model: {reason}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
