@@ -25,7 +25,6 @@ training speakers do around their mean. The eight dev speakers never enter a ble
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import os
@@ -140,28 +139,32 @@ def _blend(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return mean + weights @ (rows - mean)
 
 
-@functools.cache
-def _blend_file(name: str) -> str:
-    """The blended voice saved where the model's own loader reads it (once per process and voice)."""
-    path = Path(tempfile.mkdtemp(prefix="silero-blend-")) / f"{name}.pt"
-    torch.save(blended_embedding(name), path)
-    return str(path)
+BLEND_ALIAS = "blend"  # a second name for the spare "random" row: speaking as "random" would refill it with noise
+
+
+def _select_blend(model, name: str) -> str:
+    """Write the blend into the model's spare row (as its own load_random_voice would) and return the name that
+    speaks from that row; call in inference mode, like the synthesis that follows."""
+    embedding = blended_embedding(name)
+    timbre, durations, pitch = _speaker_tables(model)
+    split = durations.shape[1]
+    timbre[-1], durations[-1], pitch[-1] = embedding[0], embedding[1, :split], embedding[1, split:]
+    if BLEND_ALIAS not in model.speakers:  # apply_tts checks the name against both
+        model.speakers.append(BLEND_ALIAS)
+        model.speaker_to_id[BLEND_ALIAS] = model.speaker_to_id["random"]
+    return BLEND_ALIAS
 
 
 def speak_silero(name: str, text: str, stretch: float, semitones: float, relpath: str) -> tuple[np.ndarray, int]:
     """Audio of `text` by speaker `name` (one of Silero's or a blend) and the rate to play it at (which moves its
     pitch by `semitones`)."""
-    if name in BLENDED_VOICES["train"]:
-        speaker = {"speaker": "random", "voice_path": _blend_file(name)}
-    elif name in SILERO_VOICES["train"] + SILERO_VOICES["dev"]:
-        speaker = {"speaker": name}
-    else:
+    if name not in SILERO_VOICES["train"] + SILERO_VOICES["dev"] + BLENDED_VOICES["train"]:
         raise ValueError(f"unknown silero voice {name!r}")
     torch.manual_seed(zlib.crc32(relpath.encode()))  # the model samples its prosody: repeatable per utterance
     ssml = f'<speak><prosody rate="{_ssml_rate(stretch)}">{text}</prosody></speak>'
-    # the loader prints a line per blended utterance; the synth progress bar is the only output wanted
-    with torch.inference_mode(), contextlib.redirect_stdout(None):
-        audio = _model().apply_tts(ssml_text=ssml, sample_rate=SILERO_RATE, **speaker)
+    with torch.inference_mode():
+        speaker = _select_blend(_model(), name) if name in BLENDED_VOICES["train"] else name
+        audio = _model().apply_tts(ssml_text=ssml, speaker=speaker, sample_rate=SILERO_RATE)
     return audio.numpy().astype(np.float32), playback_rate(SILERO_RATE, semitones)
 
 
