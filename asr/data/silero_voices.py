@@ -16,7 +16,7 @@ in-process on torch; each synth worker loads it once (one thread, like the worke
 steps (SSML), so the utterance's stretch picks one, and pitch is moved as the neural voices move it: spoken at
 24 kHz and played back faster or slower, pitch and formants together.
 
-Blended speakers (engine "silero_mix" of asr.data.synth): the model keeps one spare row in each of its three
+Blended speakers (engine "silero_blend" of asr.data.synth): the model keeps one spare row in each of its three
 speaker tables (timbre, durations, pitch) for a "random" voice. Filling that row with a random blend of the 110
 training speakers' rows gives a new talker per seed: the blend weights are Gaussian, so the blends spread like the
 training speakers do around their mean. The eight dev speakers never enter a blend, so the dev set stays unseen.
