@@ -122,16 +122,15 @@ def _speaker_tables(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             tts.pitch_predictor.pitch_pred.speaker_embedding.weight)
 
 
-def blended_embedding(name: str) -> torch.Tensor:
-    """The (2, 128) voice of a blended speaker, in the layout the model's load_random_voice reads (row 0 timbre;
-    row 1 durations then pitch): the training speakers' mean plus a Gaussian-weighted sum of their offsets from it."""
+def blended_embedding(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A blended speaker's timbre, duration and pitch rows: the training speakers' mean plus a Gaussian-weighted sum
+    of their offsets from it, the same weights in all three tables."""
     if name not in BLENDED_VOICES["train"]:
         raise ValueError(f"unknown blended silero voice {name!r}")
     generator = torch.Generator().manual_seed(int(name.removeprefix("blend_")))
     train_rows = [_model().speaker_to_id[speaker] for speaker in SILERO_VOICES["train"]]
     weights = torch.randn(len(train_rows), generator=generator) / len(train_rows) ** 0.5
-    timbre, durations, pitch = (_blend(table.detach()[train_rows], weights) for table in _speaker_tables(_model()))
-    return torch.stack([timbre, torch.cat([durations, pitch])])
+    return tuple(_blend(table.detach()[train_rows], weights) for table in _speaker_tables(_model()))
 
 
 def _blend(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -145,10 +144,8 @@ BLEND_ALIAS = "blend"  # a second name for the spare "random" row: speaking as "
 def _select_blend(model, name: str) -> str:
     """Write the blend into the model's spare row (as its own load_random_voice would) and return the name that
     speaks from that row; call in inference mode, like the synthesis that follows."""
-    embedding = blended_embedding(name)
-    timbre, durations, pitch = _speaker_tables(model)
-    split = durations.shape[1]
-    timbre[-1], durations[-1], pitch[-1] = embedding[0], embedding[1, :split], embedding[1, split:]
+    for table, row in zip(_speaker_tables(model), blended_embedding(name)):
+        table[-1] = row
     if BLEND_ALIAS not in model.speakers:  # apply_tts checks the name against both
         model.speakers.append(BLEND_ALIAS)
         model.speaker_to_id[BLEND_ALIAS] = model.speaker_to_id["random"]
