@@ -70,7 +70,8 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
                                    pytest.param(synth.Voice("pico", "gb_kh0", "train"), marks=needs_pico_voices),
                                    pytest.param(synth.Voice("silero", "en_0", "train"), marks=needs_silero_voices),
                                    pytest.param(synth.Voice("silero", "en_117", "dev"), marks=needs_silero_voices),
-                                   pytest.param(synth.Voice("silero_blend", "blend_0007", "train"), marks=needs_silero_voices)],
+                                   pytest.param(synth.Voice("silero_blend", "blend_0007", "train"), marks=needs_silero_voices),
+                                   pytest.param(synth.Voice("silero_wide", "wide_0007", "train"), marks=needs_silero_voices)],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
@@ -85,7 +86,7 @@ def test_each_engine_speaks_with_rate_and_pitch(voice):
 def test_added_engines_are_off_by_default_and_train_only(engine, voices):
     assert synth.DEFAULT_SHARES[engine] == 0.0
     without = {name: share for name, share in synth.DEFAULT_SHARES.items()
-               if name not in ("accented", "neural", "kokoro", "pico", "silero", "silero_blend")}
+               if name not in ("accented", "neural", "kokoro", "pico", "silero", "silero_blend", "silero_wide")}
     # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
     assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
     added = synth.plan({"train": 120, "dev": 60, "test": 60}, {engine: 1.0}, seed=1)
@@ -104,10 +105,12 @@ def test_silero_voices_are_off_by_default_and_hold_out_dev_speakers():
 
 
 @needs_engines
-def test_blended_silero_voices_are_off_by_default_and_train_only():
-    assert synth.DEFAULT_SHARES["silero_blend"] == 0.0
-    added = synth.plan({"train": 600, "dev": 300, "test": 300}, {"silero_blend": 1.0}, seed=1)
+@pytest.mark.parametrize("engine, family", [("silero_blend", "blend"), ("silero_wide", "wide")])
+def test_blended_silero_voices_are_off_by_default_and_train_only(engine, family):
+    assert synth.DEFAULT_SHARES[engine] == 0.0
+    added = synth.plan({"train": 600, "dev": 300, "test": 300}, {engine: 1.0}, seed=1)
     assert not added["dev"] and not added["test"]
+    assert {u.voice.name for u in added["train"]} <= set(silero_voices.BLENDED_VOICES[family]["train"])
     assert len({u.voice.name for u in added["train"]}) > 0.9 * len(added["train"])  # almost every utterance a new talker
 
 
@@ -131,12 +134,17 @@ def test_blends_are_repeatable_distinct_and_made_of_training_speakers_only():
         with torch.inference_mode():
             for table, rows in zip(tables, saved):
                 table[dev_rows] = rows
-    # each blend is as far from the training speakers' mean as they are, on average (weights of variance 1/110)
+    # each blend is as far from the training speakers' mean as they are, on average (weights of variance 1/110);
+    # a wide one 1.6 times as far, in another direction than the blend of the same number
     train_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["train"]]
     timbre = tables[0].detach()[train_rows]
     spread = (timbre - timbre.mean(dim=0)).norm(dim=1).mean()
-    distances = torch.stack([(silero_voices.blended_embedding(f"blend_{k:04d}")[0] - timbre.mean(dim=0)).norm() for k in range(20)])
-    assert 0.5 * spread < distances.mean() < 1.5 * spread
+    offsets = {family: torch.stack([silero_voices.blended_embedding(f"{family}_{k:04d}")[0] - timbre.mean(dim=0) for k in range(20)])
+               for family in ("blend", "wide")}
+    blend_distance, wide_distance = (offsets[family].norm(dim=1).mean() for family in ("blend", "wide"))
+    assert 0.5 * spread < blend_distance < 1.5 * spread
+    assert 1.3 < wide_distance / blend_distance < 1.9
+    assert torch.nn.functional.cosine_similarity(offsets["blend"], offsets["wide"]).abs().max() < 0.9
 
 
 @needs_engines
