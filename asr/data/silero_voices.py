@@ -21,9 +21,9 @@ speaker tables (timbre, durations, pitch) for a "random" voice. Filling that row
 training speakers' rows gives a new talker per seed: the blend weights are Gaussian, so the blends spread like the
 training speakers do around their mean. The eight dev speakers never enter a blend, so the dev set stays unseen.
 Engine "silero_wide" draws its blends 1.6 times as far from the mean (and from other seeds): talkers beyond the
-training speakers' range, which the stage-16 model read at 21.9 % greedy CER (40 utterances) against 12.4 % for
-blends at the usual spread, like the unseen natural test voices; 2.2 times as far read at 37.6 %, too far to trust
-as speech.
+training speakers' range. In a probe (20 talkers drawn that way, 40 utterances) the stage-16 model read such
+blends at 21.9 % greedy CER against 12.4 % at the usual spread, like the unseen natural test voices; 2.2 times as
+far read at 37.6 %, too far to trust as speech.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000)}
 BLEND_COUNT = 2000
 BLENDED_VOICES = {family: {"train": tuple(f"{family}_{k:04d}" for k in range(BLEND_COUNT)), "dev": (), "test": ()}
                   for family in BLEND_FAMILIES}
+BLEND_ENGINES = {"silero_blend": "blend", "silero_wide": "wide"}  # asr.data.synth's engine for each family
 ALL_BLENDS = frozenset(name for family in BLENDED_VOICES.values() for name in family["train"])
 # duration multiplier bounds of Silero's SSML rates: below the first "fast" (0.86x measured), above the second "slow" (1.29x)
 RATE_STEPS = ((0.95, "fast"), (1.12, "medium"), (float("inf"), "slow"))

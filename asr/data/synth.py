@@ -44,7 +44,7 @@ from asr.data.neural_voices import KOKORO_VOICES, NEURAL_VOICES, missing_package
 from asr.data.pico_voices import PICO_VOICES, speak_pico
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
-from asr.data.silero_voices import BLENDED_VOICES, SILERO_VOICES, model_missing, speak_silero
+from asr.data.silero_voices import BLEND_ENGINES, BLENDED_VOICES, SILERO_VOICES, model_missing, speak_silero
 
 log = logging.getLogger("asr.synth")
 
@@ -84,7 +84,7 @@ DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.
                   "silero_blend": 0.0, "silero_wide": 0.0}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
 PYPI_ENGINES = ("neural", "kokoro", "pico", "silero", "silero_blend", "silero_wide")
-SILERO_ENGINES = ("silero", "silero_blend", "silero_wide")  # one model file, no package to install
+SILERO_ENGINES = ("silero", *BLEND_ENGINES)  # one model file, no package to install
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
 
@@ -136,8 +136,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("kokoro", name, split) for name in KOKORO_VOICES[split]]
         voices += [Voice("pico", name, split) for name in PICO_VOICES[split]]
         voices += [Voice("silero", name, split) for name in SILERO_VOICES[split]]
-        voices += [Voice("silero_blend", name, split) for name in BLENDED_VOICES["blend"][split]]
-        voices += [Voice("silero_wide", name, split) for name in BLENDED_VOICES["wide"][split]]
+        voices += [Voice(engine, name, split) for engine, family in BLEND_ENGINES.items() for name in BLENDED_VOICES[family][split]]
     return voices
 
 
