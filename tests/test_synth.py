@@ -86,12 +86,24 @@ def test_each_engine_speaks_with_rate_and_pitch(voice):
 def test_added_engines_are_off_by_default_and_train_only(engine, voices):
     assert synth.DEFAULT_SHARES[engine] == 0.0
     without = {name: share for name, share in synth.DEFAULT_SHARES.items()
-               if name not in ("accented", "neural", "kokoro", "pico", "silero", "silero_blend", "silero_wide")}
+               if name not in ("accented", "neural", "kokoro", "kokoro_dev", "pico", "silero", "silero_blend", "silero_wide")}
     # share 0 leaves the plan as it was before the engine existed: an existing corpus is rebuilt unchanged
     assert synth.plan({"train": 120, "test": 60}, dict(synth.DEFAULT_SHARES), seed=1) == synth.plan({"train": 120, "test": 60}, without, seed=1)
     added = synth.plan({"train": 120, "dev": 60, "test": 60}, {engine: 1.0}, seed=1)
     assert added["train"] and not added["dev"] and not added["test"]
     assert {u.voice.name for u in added["train"]} == set(voices["train"])
+
+
+@needs_engines
+def test_kokoro_dev_is_off_by_default_and_speaks_only_dev_sentences():
+    assert synth.DEFAULT_SHARES["kokoro_dev"] == 0.0
+    added = synth.plan({"train": 120, "dev": 120, "test": 60}, {"kokoro_dev": 1.0}, seed=0)
+    assert added["dev"] and not added["train"] and not added["test"]
+    assert {u.voice.name for u in added["dev"]} <= set(synth.KOKORO_VOICES["train"])
+    # the same sentences, in the same order, as the ordinary dev set of that seed: the dev text, never trained on
+    ordinary = synth.plan({"dev": 120}, dict(synth.DEFAULT_SHARES), seed=0)["dev"]
+    assert [u.text for u in added["dev"]] == [u.text for u in ordinary][:len(added["dev"])]
+    assert not {u.relpath.split("/")[1] for u in added["dev"]} & {f"kokoro-{name}" for name in synth.KOKORO_VOICES["train"]}
 
 
 @needs_engines

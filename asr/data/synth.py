@@ -40,7 +40,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from asr.data.neural_voices import KOKORO_VOICES, NEURAL_VOICES, missing_packages, speak_neural
+from asr.data.neural_voices import KOKORO_DEV_VOICES, KOKORO_VOICES, NEURAL_VOICES, missing_packages, speak_neural
 from asr.data.pico_voices import PICO_VOICES, speak_pico
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
@@ -78,12 +78,12 @@ ACCENTED_VOICES = {"train": ("czech_machac", "czech_dita", "czech_krb", "czech_p
 CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb": (258.0, 16.0), "czech_ph": (136.0, 8.0)}
 
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
-# "accented", "neural", "kokoro", "pico", "silero", "silero_blend" and "silero_wide" are off by default (share 0 leaves every other utterance of the plan as it was);
+# "accented", "neural", "kokoro", "kokoro_dev", "pico", "silero", "silero_blend" and "silero_wide" are off by default (share 0 leaves every other utterance of the plan as it was);
 # add one to a corpus with e.g. `--engine-shares neural=1` and the same --out (see the model card).
-DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "pico": 0.0, "silero": 0.0,
-                  "silero_blend": 0.0, "silero_wide": 0.0}
+DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "kokoro_dev": 0.0, "pico": 0.0,
+                  "silero": 0.0, "silero_blend": 0.0, "silero_wide": 0.0}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
-PYPI_ENGINES = ("neural", "kokoro", "pico", "silero", "silero_blend", "silero_wide")
+PYPI_ENGINES = ("neural", "kokoro", "kokoro_dev", "pico", "silero", "silero_blend", "silero_wide")
 SILERO_ENGINES = ("silero", *BLEND_ENGINES)  # one model file, no package to install
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
@@ -134,6 +134,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("accented", name, split) for name in ACCENTED_VOICES[split]]
         voices += [Voice("neural", name, split) for name in NEURAL_VOICES[split]]
         voices += [Voice("kokoro", name, split) for name in KOKORO_VOICES[split]]
+        voices += [Voice("kokoro_dev", name, split) for name in KOKORO_DEV_VOICES[split]]
         voices += [Voice("pico", name, split) for name in PICO_VOICES[split]]
         voices += [Voice("silero", name, split) for name in SILERO_VOICES[split]]
         voices += [Voice(engine, name, split) for engine, family in BLEND_ENGINES.items() for name in BLENDED_VOICES[family][split]]
