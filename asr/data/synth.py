@@ -78,8 +78,9 @@ ACCENTED_VOICES = {"train": ("czech_machac", "czech_dita", "czech_krb", "czech_p
 CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb": (258.0, 16.0), "czech_ph": (136.0, 8.0)}
 
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
-# "accented", "neural", "kokoro", "kokoro_dev", "pico", "silero", "silero_blend" and "silero_wide" are off by default (share 0 leaves every other utterance of the plan as it was);
-# add one to a corpus with e.g. `--engine-shares neural=1` and the same --out (see the model card).
+# Every engine added after the first corpus (all but espeak, flite and festival) is off by default: share 0 leaves
+# every other utterance of the plan as it was. Add one to a corpus with e.g. `--engine-shares neural=1` and the
+# same --out (see the model card).
 DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "kokoro_dev": 0.0, "pico": 0.0,
                   "silero": 0.0, "silero_blend": 0.0, "silero_wide": 0.0}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
