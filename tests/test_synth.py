@@ -116,7 +116,7 @@ def test_silero_voices_are_off_by_default_and_hold_out_dev_speakers():
 
 
 @needs_engines
-@pytest.mark.parametrize("engine, family", [("silero_blend", "blend"), ("silero_wide", "wide")])
+@pytest.mark.parametrize("engine, family", [("silero_blend", "blend"), ("silero_wide", "wide"), ("silero_wide2", "wide2")])
 def test_blended_silero_voices_are_off_by_default_and_train_only(engine, family):
     assert synth.DEFAULT_SHARES[engine] == 0.0
     added = synth.plan({"train": 600, "dev": 300, "test": 300}, {engine: 1.0}, seed=1)
@@ -146,16 +146,18 @@ def test_blends_are_repeatable_distinct_and_made_of_training_speakers_only():
             for table, rows in zip(tables, saved):
                 table[dev_rows] = rows
     # each blend is as far from the training speakers' mean as they are, on average (weights of variance 1/110);
-    # a wide one 1.6 times as far, in another direction than the blend of the same number
+    # a wide one 1.6 times as far, in another direction than the blend of the same number, and a wide2 one as far
+    # as a wide one, in yet another direction (new talkers, not the wide family again)
     train_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["train"]]
     timbre = tables[0].detach()[train_rows]
     spread = (timbre - timbre.mean(dim=0)).norm(dim=1).mean()
     offsets = {family: torch.stack([silero_voices.blended_embedding(f"{family}_{k:04d}")[0] - timbre.mean(dim=0) for k in range(20)])
-               for family in ("blend", "wide")}
-    blend_distance, wide_distance = (offsets[family].norm(dim=1).mean() for family in ("blend", "wide"))
+               for family in ("blend", "wide", "wide2")}
+    blend_distance, wide_distance, wide2_distance = (offsets[family].norm(dim=1).mean() for family in ("blend", "wide", "wide2"))
     assert 0.5 * spread < blend_distance < 1.5 * spread
-    assert 1.3 < wide_distance / blend_distance < 1.9
-    assert torch.nn.functional.cosine_similarity(offsets["blend"], offsets["wide"]).abs().max() < 0.9
+    assert 1.3 < wide_distance / blend_distance < 1.9 and 0.8 < wide2_distance / wide_distance < 1.25
+    for one, other in (("blend", "wide"), ("wide", "wide2")):
+        assert torch.nn.functional.cosine_similarity(offsets[one], offsets[other]).abs().max() < 0.9
 
 
 @needs_engines

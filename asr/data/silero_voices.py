@@ -23,7 +23,9 @@ training speakers do around their mean. The eight dev speakers never enter a ble
 Engine "silero_wide" draws its blends 1.6 times as far from the mean (and from other seeds): talkers beyond the
 training speakers' range. In a probe (20 talkers drawn that way, 40 utterances) the stage-16 model read such
 blends at 21.9 % greedy CER against 12.4 % at the usual spread, like the unseen natural test voices; 2.2 times as
-far read at 37.6 %, too far to trust as speech.
+far read at 37.6 %, too far to trust as speech. Engine "silero_wide2" draws 2000 more talkers the same way from
+other seeds: a family of its own, so a new corpus of new talkers leaves the plans of existing corpora unchanged
+(growing a family would redraw which talker speaks each utterance).
 """
 
 from __future__ import annotations
@@ -58,11 +60,11 @@ SILERO_VOICES = {"train": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPE
 # blended speakers (train only), by family: how far from the mean they spread, relative to the training speakers,
 # and where their seeds start (so the two families' talkers differ). More per family than the utterances of a few
 # hours' run, so most speak a handful of sentences.
-BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000)}
+BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000), "wide2": (1.6, 2_000_000)}
 BLEND_COUNT = 2000
 BLENDED_VOICES = {family: {"train": tuple(f"{family}_{k:04d}" for k in range(BLEND_COUNT)), "dev": (), "test": ()}
                   for family in BLEND_FAMILIES}
-BLEND_ENGINES = {"silero_blend": "blend", "silero_wide": "wide"}  # asr.data.synth's engine for each family
+BLEND_ENGINES = {"silero_blend": "blend", "silero_wide": "wide", "silero_wide2": "wide2"}  # asr.data.synth's engine for each family
 ALL_BLENDS = frozenset(name for family in BLENDED_VOICES.values() for name in family["train"])
 # duration multiplier bounds of Silero's SSML rates: below the first "fast" (0.86x measured), above the second "slow" (1.29x)
 RATE_STEPS = ((0.95, "fast"), (1.12, "medium"), (float("inf"), "slow"))

@@ -6,8 +6,8 @@ neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): t
 by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", same module); and by SVOX
 Pico's two English speakers (engine "pico", asr.data.pico_voices); and by Silero's 118 English speakers (engine
 "silero", asr.data.silero_voices; its model file is fetched once with `python -m asr.data.silero_voices`) and by
-new speakers blended from its 110 training speakers (engines "silero_blend" and, spread wider, "silero_wide";
-same module and model file).
+new speakers blended from its 110 training speakers (engines "silero_blend" and, spread wider, "silero_wide" and
+"silero_wide2"; same module and model file).
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
@@ -82,9 +82,9 @@ CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb
 # every other utterance of the plan as it was. Add one to a corpus with e.g. `--engine-shares neural=1` and the
 # same --out (see the model card).
 DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "kokoro_dev": 0.0, "pico": 0.0,
-                  "silero": 0.0, "silero_blend": 0.0, "silero_wide": 0.0}
+                  "silero": 0.0, "silero_blend": 0.0, "silero_wide": 0.0, "silero_wide2": 0.0}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
-PYPI_ENGINES = ("neural", "kokoro", "kokoro_dev", "pico", "silero", "silero_blend", "silero_wide")
+PYPI_ENGINES = ("neural", "kokoro", "kokoro_dev", "pico", "silero", *BLEND_ENGINES)
 SILERO_ENGINES = ("silero", *BLEND_ENGINES)  # one model file, no package to install
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
