@@ -58,7 +58,7 @@ DEV_SPEAKERS = 8  # the last eight
 SILERO_VOICES = {"train": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS)),
                  "dev": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS, SPEAKER_COUNT)), "test": ()}
 # blended speakers (train only), by family: how far from the mean they spread, relative to the training speakers,
-# and where their seeds start (so the two families' talkers differ). More per family than the utterances of a few
+# and where their seeds start (so the families' talkers differ). More per family than the utterances of a few
 # hours' run, so most speak a handful of sentences.
 BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000), "wide2": (1.6, 2_000_000)}
 BLEND_COUNT = 2000
