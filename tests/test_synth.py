@@ -116,7 +116,7 @@ def test_silero_voices_are_off_by_default_and_hold_out_dev_speakers():
 
 
 @needs_engines
-@pytest.mark.parametrize("engine, family", [("silero_blend", "blend"), ("silero_wide", "wide"), ("silero_wide2", "wide2")])
+@pytest.mark.parametrize("engine, family", sorted(silero_voices.BLEND_ENGINES.items()))
 def test_blended_silero_voices_are_off_by_default_and_train_only(engine, family):
     assert synth.DEFAULT_SHARES[engine] == 0.0
     added = synth.plan({"train": 600, "dev": 300, "test": 300}, {engine: 1.0}, seed=1)

@@ -64,7 +64,8 @@ BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000), "wide2": (1.6, 2_
 BLEND_COUNT = 2000
 BLENDED_VOICES = {family: {"train": tuple(f"{family}_{k:04d}" for k in range(BLEND_COUNT)), "dev": (), "test": ()}
                   for family in BLEND_FAMILIES}
-BLEND_ENGINES = {"silero_blend": "blend", "silero_wide": "wide", "silero_wide2": "wide2"}  # asr.data.synth's engine for each family
+# asr.data.synth's engine for each family: a family added above is an engine, off by default, with nothing else to list
+BLEND_ENGINES = {f"silero_{family}": family for family in BLEND_FAMILIES}
 ALL_BLENDS = frozenset(name for family in BLENDED_VOICES.values() for name in family["train"])
 # duration multiplier bounds of Silero's SSML rates: below the first "fast" (0.86x measured), above the second "slow" (1.29x)
 RATE_STEPS = ((0.95, "fast"), (1.12, "medium"), (float("inf"), "slow"))

@@ -82,7 +82,7 @@ CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb
 # every other utterance of the plan as it was. Add one to a corpus with e.g. `--engine-shares neural=1` and the
 # same --out (see the model card).
 DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "kokoro_dev": 0.0, "pico": 0.0,
-                  "silero": 0.0, "silero_blend": 0.0, "silero_wide": 0.0, "silero_wide2": 0.0}
+                  "silero": 0.0, **dict.fromkeys(BLEND_ENGINES, 0.0)}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
 PYPI_ENGINES = ("neural", "kokoro", "kokoro_dev", "pico", "silero", *BLEND_ENGINES)
 SILERO_ENGINES = ("silero", *BLEND_ENGINES)  # one model file, no package to install
