@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from asr.features import FeatureConfig
-from asr.model import DeepSpeech2, ModelConfig
+from asr.model import DeepSpeech2, ModelConfig, widen_lookahead
 from asr.text import LABELS
 
 FORMAT_VERSION = 1
@@ -111,13 +111,18 @@ def average_checkpoints(references: list[str | Path]) -> LoadedCheckpoint:
     """The element-wise mean of the weights of several checkpoints of one model (e.g. a run's last epochs).
 
     Weight averaging (as in ESPnet and fairseq recipes) smooths the noise of the last optimizer steps; whether it
-    beats the best single epoch is measured, not assumed (the model card says). BatchNorm running statistics are
+    beats the best single epoch is measured, not assumed (the model card says). Models that differ only in their
+    lookahead average as the longest (model.widen_lookahead). BatchNorm running statistics are
     averaged like weights; integer buffers (BatchNorm's step counters) and the training metadata come from the
     first checkpoint.
     """
     if not references:
         raise CheckpointError("no checkpoints to average")
     loaded = [load_checkpoint(reference) for reference in references]
+    # A shorter lookahead is the same function as a longer one whose farther taps are zero, so such checkpoints
+    # (a run widened from the file it started at, and that file) average as the longer model.
+    frames = max(checkpoint.model.config.lookahead_frames for checkpoint in loaded)
+    loaded = [replace(checkpoint, model=widen_lookahead(checkpoint.model, frames)) for checkpoint in loaded]
     first = loaded[0]
     for other in loaded[1:]:
         if other.model.config != first.model.config or other.feature_config != first.feature_config:

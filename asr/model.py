@@ -302,6 +302,25 @@ def fold_batchnorms(model: DeepSpeech2) -> DeepSpeech2:
     return folded
 
 
+def widen_lookahead(model: DeepSpeech2, lookahead_frames: int) -> DeepSpeech2:
+    """A copy whose row convolution sees `lookahead_frames` future frames, the new (farther) taps zero: the same
+    log-probs frame for frame, each emitted that much later. A warm start from it keeps all the training behind
+    the weights it came from, and training learns what the farther future is worth."""
+    have = model.config.lookahead_frames
+    if lookahead_frames < have:
+        raise ValueError(f"a lookahead of {have} frames cannot shrink to {lookahead_frames} without changing the model")
+    if lookahead_frames == have:
+        return model
+    if model.batchnorms_folded:
+        raise ValueError("widen the original model, not its folded inference copy")
+    weight = model.lookahead.conv.weight
+    wider = DeepSpeech2(replace(model.config, lookahead_frames=lookahead_frames)).to(weight.device, weight.dtype)
+    state = dict(model.state_dict())
+    state["lookahead.conv.weight"] = torch.cat([weight.detach(), weight.new_zeros(*weight.shape[:2], lookahead_frames - have)], dim=2)
+    wider.load_state_dict(state)
+    return wider.train(model.training)
+
+
 def _affine_of(norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BatchNorm as y = scale * x + shift, per channel."""
     scale = norm.weight.data / torch.sqrt(norm.running_var + norm.eps)

@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import jiwer
@@ -31,7 +31,7 @@ from asr.data.manifest import read_manifest
 from asr.decoding import GreedyDecoder
 from asr.device import resolve_device
 from asr.features import FeatureConfig
-from asr.model import NAMED_CONFIGS, DeepSpeech2, count_parameters
+from asr.model import NAMED_CONFIGS, DeepSpeech2, count_parameters, widen_lookahead
 
 
 @dataclass
@@ -78,6 +78,9 @@ class TrainConfig:
     stats_utterances: int = 200  # utterances used for the feature normalisation statistics
     log_every: int = 25
     init_from: str = ""  # warm start from a checkpoint's weights (e.g. the shipped model), fresh optimizer
+    # Future frames the row convolution sees (0: the named model's own). Larger than a warm start's, its farther
+    # taps start at zero (model.widen_lookahead): the model's latency grows by 30 ms a frame at `small`'s stride.
+    lookahead_frames: int = 0
     eval_every: int = 1  # epochs between dev evaluations and checkpoints (the last epoch always gets one)
     # Also keep each evaluated epoch's weights as epochNNN.pt (for `python -m asr export --average-with`).
     keep_epoch_checkpoints: bool = False
@@ -169,7 +172,10 @@ def train(config: TrainConfig) -> Path:
                                          num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
 
     # Model, optimizer, resume
-    model = DeepSpeech2(NAMED_CONFIGS[config.model]).to(device)
+    model_config = NAMED_CONFIGS[config.model]
+    if config.lookahead_frames:
+        model_config = replace(model_config, lookahead_frames=config.lookahead_frames)
+    model = DeepSpeech2(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     resume_path = out_dir / "resume.pt"
     start_epoch, step, best_cer = 0, 0, float("inf")
@@ -181,7 +187,10 @@ def train(config: TrainConfig) -> Path:
     elif config.init_from:
         # Any checkpoint whose tensors have this model's shapes can seed it: e.g. a model trained at another time
         # stride (strides change no weight shape), which then adapts to the new frame rate.
-        warm_state = load_checkpoint(config.init_from).model.state_dict()
+        warm_model = load_checkpoint(config.init_from).model
+        if warm_model.config.lookahead_frames < model_config.lookahead_frames:
+            warm_model = widen_lookahead(warm_model, model_config.lookahead_frames)
+        warm_state = warm_model.state_dict()
         own_shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
         if {name: tuple(t.shape) for name, t in warm_state.items()} != own_shapes:
             raise SystemExit(f"error: {config.init_from} has different weight shapes than --model {config.model}")

@@ -113,6 +113,21 @@ def test_averaging_refuses_checkpoints_of_different_models(tmp_path, tiny_checkp
         average_checkpoints([])
 
 
+def test_a_shorter_lookahead_averages_as_the_longer_model(tmp_path, tiny_checkpoint):
+    from asr.checkpoint import average_checkpoints
+    from asr.model import widen_lookahead
+
+    short = load_checkpoint(tiny_checkpoint).model
+    longer = widen_lookahead(short, 5)
+    torch.nn.init.normal_(longer.lookahead.conv.weight)
+    save_checkpoint(tmp_path / "longer.pt", longer, FeatureConfig())
+    averaged = average_checkpoints([tiny_checkpoint, tmp_path / "longer.pt"]).model
+    assert averaged.config.lookahead_frames == 5
+    near, far = short.config.lookahead_frames + 1, longer.lookahead.conv.weight
+    torch.testing.assert_close(averaged.lookahead.conv.weight[..., :near], (short.lookahead.conv.weight + far[..., :near]) / 2)
+    torch.testing.assert_close(averaged.lookahead.conv.weight[..., near:], far[..., near:] / 2)  # the short model's zeros
+
+
 def test_export_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, tiny_checkpoint):
     import subprocess
     import sys

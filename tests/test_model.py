@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from tests.conftest import random_eval_model
-from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig, fold_batchnorms
+from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig, fold_batchnorms, widen_lookahead
 
 
 
@@ -68,6 +68,23 @@ def test_padded_batch_matches_single_utterances():
         for row, length in enumerate(lengths):
             single, _ = model(batch[row : row + 1, :length], torch.tensor([length]))
             torch.testing.assert_close(batched[row : row + 1, : int(out_lengths[row])], single, atol=1e-4, rtol=0)
+
+
+def test_a_widened_lookahead_gives_the_same_log_probs_later_and_still_streams_like_offline():
+    model = MODELS["small"]
+    wider = widen_lookahead(model, 6)
+    assert wider.config.lookahead_frames == 6 and not wider.training
+    features = torch.randn(1, 131, model.config.n_mels)
+    with torch.no_grad():
+        offline, _ = model(features, torch.tensor([131]))
+        widened, _ = wider(features, torch.tensor([131]))
+        _, state = wider.step(features[:, :60], wider.initial_state())
+    torch.testing.assert_close(widened, offline, atol=1e-5, rtol=0)
+    assert state.frames_out == 20 - 6  # 60 input frames are 20 output frames, 6 of them still wait for their future
+    torch.testing.assert_close(streamed_log_probs(wider, features, [7, 50, 74]), offline, atol=1e-4, rtol=0)
+    assert widen_lookahead(wider, 6) is wider
+    with pytest.raises(ValueError, match="cannot shrink"):
+        widen_lookahead(wider, 2)
 
 
 def test_step_does_not_modify_the_state_it_was_given():

@@ -146,17 +146,18 @@ def test_blends_are_repeatable_distinct_and_made_of_training_speakers_only():
             for table, rows in zip(tables, saved):
                 table[dev_rows] = rows
     # each blend is as far from the training speakers' mean as they are, on average (weights of variance 1/110);
-    # a wide one 1.6 times as far, in another direction than the blend of the same number, and a wide2 one as far
-    # as a wide one, in yet another direction (new talkers, not the wide family again)
+    # a wide one 1.6 times as far, in another direction than the blend of the same number, and wide2 and wide3 ones
+    # as far as a wide one, each in yet another direction (new talkers, not an earlier wide family again)
     train_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["train"]]
     timbre = tables[0].detach()[train_rows]
     spread = (timbre - timbre.mean(dim=0)).norm(dim=1).mean()
     offsets = {family: torch.stack([silero_voices.blended_embedding(f"{family}_{k:04d}")[0] - timbre.mean(dim=0) for k in range(20)])
-               for family in ("blend", "wide", "wide2")}
-    blend_distance, wide_distance, wide2_distance = (offsets[family].norm(dim=1).mean() for family in ("blend", "wide", "wide2"))
-    assert 0.5 * spread < blend_distance < 1.5 * spread
-    assert 1.3 < wide_distance / blend_distance < 1.9 and 0.8 < wide2_distance / wide_distance < 1.25
-    for one, other in (("blend", "wide"), ("wide", "wide2")):
+               for family in silero_voices.BLEND_FAMILIES}
+    distance = {family: offsets[family].norm(dim=1).mean() for family in offsets}
+    assert 0.5 * spread < distance["blend"] < 1.5 * spread
+    assert 1.3 < distance["wide"] / distance["blend"] < 1.9
+    assert all(0.8 < distance[family] / distance["wide"] < 1.25 for family in ("wide2", "wide3"))
+    for one, other in (("blend", "wide"), ("wide", "wide2"), ("wide", "wide3"), ("wide2", "wide3")):
         assert torch.nn.functional.cosine_similarity(offsets[one], offsets[other]).abs().max() < 0.9
 
 

@@ -74,6 +74,20 @@ def test_init_from_takes_weights_of_equal_shapes_even_at_another_time_stride(tin
     assert torch.allclose(trained.head.weight, warm.head.weight, atol=1e-5)
 
 
+def test_init_from_widens_the_lookahead_with_zero_taps_when_asked_for_more(tiny_corpus, tmp_path):
+    warm = DeepSpeech2(NAMED_CONFIGS["tiny"])
+    torch.nn.init.normal_(warm.lookahead.conv.weight)
+    save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
+    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
+                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
+                         device="cpu", init_from=str(tmp_path / "warm.pt"), lookahead_frames=5)
+    trained = load_checkpoint(train(config)).model
+    assert trained.config == replace(NAMED_CONFIGS["tiny"], lookahead_frames=5)
+    taps = trained.lookahead.conv.weight
+    torch.testing.assert_close(taps[..., :3], warm.lookahead.conv.weight, atol=1e-5, rtol=0)
+    assert taps[..., 3:].abs().max() < 1e-5
+
+
 def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
     save_checkpoint(tmp_path / "other.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_hidden=32)), FeatureConfig())
     config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,

@@ -6,8 +6,8 @@ neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): t
 by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", same module); and by SVOX
 Pico's two English speakers (engine "pico", asr.data.pico_voices); and by Silero's 118 English speakers (engine
 "silero", asr.data.silero_voices; its model file is fetched once with `python -m asr.data.silero_voices`) and by
-new speakers blended from its 110 training speakers (engines "silero_blend" and, spread wider, "silero_wide" and
-"silero_wide2"; same module and model file).
+new speakers blended from its 110 training speakers (engines "silero_blend" and, spread wider, "silero_wide",
+"silero_wide2" and "silero_wide3"; same module and model file).
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
