@@ -119,8 +119,7 @@ def average_checkpoints(references: list[str | Path]) -> LoadedCheckpoint:
     if not references:
         raise CheckpointError("no checkpoints to average")
     loaded = [load_checkpoint(reference) for reference in references]
-    # A shorter lookahead is the same function as a longer one whose farther taps are zero, so such checkpoints
-    # (a run widened from the file it started at, and that file) average as the longer model.
+    # e.g. a run widened by train --lookahead-frames and the file it started from
     frames = max(checkpoint.model.config.lookahead_frames for checkpoint in loaded)
     loaded = [replace(checkpoint, model=widen_lookahead(checkpoint.model, frames)) for checkpoint in loaded]
     first = loaded[0]
