@@ -23,9 +23,9 @@ training speakers do around their mean. The eight dev speakers never enter a ble
 Engine "silero_wide" draws its blends 1.6 times as far from the mean (and from other seeds): talkers beyond the
 training speakers' range. In a probe (20 talkers drawn that way, 40 utterances) the stage-16 model read such
 blends at 21.9 % greedy CER against 12.4 % at the usual spread, like the unseen natural test voices; 2.2 times as
-far read at 37.6 %, too far to trust as speech. Engines "silero_wide2" and "silero_wide3" each draw 2000 more
-talkers the same way from other seeds: families of their own, so a new corpus of new talkers leaves the plans of
-existing corpora unchanged (growing a family would redraw which talker speaks each utterance).
+far read at 37.6 %, too far to trust as speech. Engines "silero_wide2", "silero_wide3" and "silero_wide4" each
+draw 2000 more talkers the same way from other seeds: families of their own, so a new corpus of new talkers leaves
+the plans of existing corpora unchanged (growing a family would redraw which talker speaks each utterance).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ SILERO_VOICES = {"train": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPE
 # blended speakers (train only), by family: how far from the mean they spread, relative to the training speakers,
 # and where their seeds start (so the families' talkers differ). More per family than the utterances of a few
 # hours' run, so most speak a handful of sentences.
-BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000), "wide2": (1.6, 2_000_000), "wide3": (1.6, 3_000_000)}
+BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000), "wide2": (1.6, 2_000_000), "wide3": (1.6, 3_000_000),
+                  "wide4": (1.6, 4_000_000)}
 BLEND_COUNT = 2000
 BLENDED_VOICES = {family: {"train": tuple(f"{family}_{k:04d}" for k in range(BLEND_COUNT)), "dev": (), "test": ()}
                   for family in BLEND_FAMILIES}

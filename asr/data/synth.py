@@ -7,7 +7,7 @@ by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", 
 Pico's two English speakers (engine "pico", asr.data.pico_voices); and by Silero's 118 English speakers (engine
 "silero", asr.data.silero_voices; its model file is fetched once with `python -m asr.data.silero_voices`) and by
 new speakers blended from its 110 training speakers (engines "silero_blend" and, spread wider, "silero_wide",
-"silero_wide2" and "silero_wide3"; same module and model file).
+"silero_wide2", "silero_wide3" and "silero_wide4"; same module and model file).
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
