@@ -9,17 +9,17 @@ pip, builds the two programs with cmake against Debian's boost, and copies them 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
+
+from asr.locking import exclusive_lock
 
 KENLM_VERSION = "0.3.0"
 KENLM_MAX_ORDER = 6
@@ -123,19 +123,10 @@ def install_programs(built: Path, destination: Path) -> KenLMTools:
     return KenLMTools(*(destination / name for name in PROGRAMS))
 
 
-@contextmanager
-def _build_lock(home: Path) -> Iterator[None]:
-    """One build at a time per cache, so parallel test workers or CI steps wait instead of racing."""
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def ensure_tools(jobs: int = 2, verbose: bool = False) -> KenLMTools:
     """The cached programs, building them first if needed (a few minutes once, instant afterwards)."""
     home = cache_home()
-    with _build_lock(home):
+    with exclusive_lock(home / ".build.lock"):  # one build at a time per cache: parallel test workers wait
         cached = _tools_in(home / "bin")
         if cached:
             return cached

