@@ -59,6 +59,9 @@ class TrainConfig:
     # tempo kept: with speed perturbation, how a few natural-sounding training voices stand for many talkers.
     vtlp_prob: float = 0.0
     vtlp_spread: float = 0.1
+    # On top of that, each formant region (around 500, 1500, 2500 Hz) scaled by its own further 1 +- this: talkers
+    # differ in how their formants sit relative to each other, not only in vocal tract length (0: one alpha).
+    vtlp_band_spread: float = 0.0
     spec_augment: bool = True
     seed: int = 0
     num_workers: int = 1
@@ -161,7 +164,8 @@ def train(config: TrainConfig) -> Path:
     dev_entries = read_manifest(config.dev_manifest) if config.dev_manifest else []
     augmenter = WaveformAugmenter(augment_config(config), seed=config.seed + context.rank) if config.augment else None
     # Its own random stream (a seed apart from the waveform augmenter's seed + rank), one per rank.
-    warp = VocalTractWarp(config.vtlp_prob, (1.0 - config.vtlp_spread, 1.0 + config.vtlp_spread), seed=config.seed + 7919 * (context.rank + 1)) \
+    warp = VocalTractWarp(config.vtlp_prob, (1.0 - config.vtlp_spread, 1.0 + config.vtlp_spread),
+                          seed=config.seed + 7919 * (context.rank + 1), band_spread=config.vtlp_band_spread) \
         if config.augment and config.vtlp_prob > 0 else None
     train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=SpecAugment() if config.spec_augment else None,
                               vocal_tract_warp=warp)

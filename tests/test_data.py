@@ -13,7 +13,9 @@ import pytest
 import soundfile
 import torch
 
-from asr.data.augment import AugmentConfig, SpecAugment, VocalTractWarp, WaveformAugmenter, warp_filterbank
+from asr.data.alsa_recordings import main as alsa_recordings_main
+from asr.data.augment import (BAND_KNOTS_HZ, MAX_BAND_SPREAD, AugmentConfig, SpecAugment, VocalTractWarp, WaveformAugmenter,
+                              warp_filterbank, warp_frequencies)
 from asr.data.batching import LengthBatchSampler
 from asr.data.dataset import Batch, SpeechDataset, collate_batch
 from asr.data.librispeech import main as librispeech_main
@@ -306,6 +308,39 @@ def test_vocal_tract_warp_draws_per_probability_and_reproducibly():
     assert torch.equal(first, again) and not torch.equal(first, other) and not torch.equal(first, filterbank)
 
 
+def test_band_warp_moves_each_formant_region_by_its_own_factor():
+    log_mel = LogMel()
+    factors = (1.0, 1.1, 1.0)  # only the region around 1500 Hz moves, by alpha * 1.1
+    warped = warp_filterbank(log_mel.filterbank, 1.0, SAMPLE_RATE, 4800.0, factors)
+    assert log_mel(tone(1500.0), warped).mean(0).argmax() == log_mel(tone(1650.0)).mean(0).argmax() \
+        != log_mel(tone(1500.0)).mean(0).argmax()
+    assert log_mel(tone(500.0), warped).mean(0).argmax() == log_mel(tone(500.0)).mean(0).argmax()
+    assert torch.equal(warp_filterbank(log_mel.filterbank, 1.1, SAMPLE_RATE, 4800.0, (1.0, 1.0, 1.0)),
+                       warp_filterbank(log_mel.filterbank, 1.1, SAMPLE_RATE, 4800.0))
+
+
+@pytest.mark.parametrize("alpha", [0.85, 1.0, 1.15])
+def test_band_warp_stays_monotone_and_keeps_nyquist_at_the_largest_spread(alpha):
+    frequencies = torch.linspace(0.0, 8000.0, 4001, dtype=torch.float64)
+    for signs in [(1, -1, 1), (-1, 1, -1), (1, 1, 1), (-1, -1, -1)]:
+        factors = tuple(1 + sign * MAX_BAND_SPREAD for sign in signs)
+        warped = warp_frequencies(frequencies, alpha, 8000.0, 4800.0, factors)
+        assert (warped.diff() > 0).all() and warped[0] == 0 and warped[-1] == pytest.approx(8000.0)
+    with pytest.raises(ValueError):
+        VocalTractWarp(band_spread=MAX_BAND_SPREAD + 0.01)
+    with pytest.raises(ValueError):
+        warp_frequencies(frequencies, 1.0, 8000.0, 4800.0, (1.0,) * (len(BAND_KNOTS_HZ) + 1))
+
+
+def test_band_spread_zero_keeps_the_old_random_stream_and_nonzero_adds_variety():
+    filterbank = LogMel().filterbank
+    plain = VocalTractWarp(1.0, (0.9, 1.1), seed=5).filterbank(filterbank, SAMPLE_RATE)
+    assert torch.equal(plain, VocalTractWarp(1.0, (0.9, 1.1), seed=5, band_spread=0.0).filterbank(filterbank, SAMPLE_RATE))
+    banded = [VocalTractWarp(1.0, (1.0, 1.0), seed=seed, band_spread=0.1).filterbank(filterbank, SAMPLE_RATE) for seed in (5, 5, 6)]
+    assert torch.equal(banded[0], banded[1]) and not torch.equal(banded[0], banded[2])
+    assert not torch.equal(banded[0], filterbank)  # alpha fixed at 1: the bands alone moved it
+
+
 def test_dataset_applies_the_vocal_tract_warp_only_to_features(tmp_path):
     path = tmp_path / "a.wav"
     soundfile.write(path, speech_like(1.0), SAMPLE_RATE)
@@ -443,3 +478,17 @@ def test_recode_refuses_audio_outside_the_manifest_folder(tmp_path):
     with pytest.raises(SystemExit, match="outside"):
         cli(["recode", str(tmp_path / "corpus" / "train.jsonl"), "--out", str(tmp_path / "packed")])
     assert not (tmp_path / "packed").exists()
+
+
+def test_alsa_recordings_manifest_reads_the_text_from_each_spoken_clip(tmp_path, capsys):
+    sounds = tmp_path / "alsa"
+    sounds.mkdir()
+    for name, seconds in (("Front_Left", 1.5), ("Rear_Center", 1.25), ("Noise", 1.0)):  # Noise.wav is not speech
+        soundfile.write(sounds / f"{name}.wav", speech_like(seconds, 48000), 48000)
+    out = tmp_path / "real.jsonl"
+    assert alsa_recordings_main(["--out", str(out), "--sounds", str(sounds)]) == 0
+    entries = read_manifest(out)
+    assert [(e.text, e.duration) for e in entries] == [("front left", 1.5), ("rear center", 1.25)]
+    assert all(e.audio_filepath.is_file() for e in entries)
+    assert alsa_recordings_main(["--out", str(tmp_path / "none.jsonl"), "--sounds", str(tmp_path / "missing")]) == 1
+    assert "alsa-utils" in capsys.readouterr().err and not (tmp_path / "none.jsonl").exists()

@@ -214,34 +214,69 @@ class VocalTractWarp(_WorkerSeededRandom):
     few natural-sounding training voices this is how the model hears talkers it was never given.
     The frequency axis is scaled by alpha up to a boundary and then bent linearly so that Nyquist
     stays at Nyquist (the paper's piecewise-linear warp); the filterbank is the original one read at
-    the warped frequencies, so LogMel applies it at no extra cost.
+    the warped frequencies, so LogMel applies it at no extra cost. With band_spread > 0 each formant
+    region (BAND_KNOTS_HZ) is scaled by its own further factor in 1 +- band_spread: talkers differ in
+    where their formants sit relative to each other, not only in vocal tract length.
     """
 
     def __init__(self, probability: float = 0.5, alpha_range: tuple[float, float] = (0.9, 1.1),
-                 boundary_hz: float = 4800.0, seed: int = 0):
+                 boundary_hz: float = 4800.0, seed: int = 0, band_spread: float = 0.0):
         if not 0.0 <= probability <= 1.0 or not 0.0 < alpha_range[0] <= alpha_range[1]:
             raise ValueError("probability must be within [0, 1] and alpha_range positive and ordered")
+        if not 0.0 <= band_spread <= MAX_BAND_SPREAD:
+            raise ValueError(f"band_spread must be within [0, {MAX_BAND_SPREAD}] (beyond it the warp can fold back)")
         super().__init__(seed)
         self.probability, self.alpha_range, self.boundary_hz = probability, alpha_range, boundary_hz
+        self.band_spread = band_spread
 
     def filterbank(self, filterbank: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """(n_freqs, n_mels) filterbank -> a randomly warped copy (or the same tensor when not drawn)."""
         self._follow_worker_seed()
         if self._uniform(0.0, 1.0) >= self.probability:
             return filterbank
-        return warp_filterbank(filterbank, self._uniform(*self.alpha_range), sample_rate, self.boundary_hz)
+        alpha = self._uniform(*self.alpha_range)
+        # Drawn only when asked for, so runs without band_spread keep the random stream they always had.
+        band_factors = tuple(self._uniform(1 - self.band_spread, 1 + self.band_spread) for _ in BAND_KNOTS_HZ) \
+            if self.band_spread > 0 else None
+        return warp_filterbank(filterbank, alpha, sample_rate, self.boundary_hz, band_factors)
 
 
-def warp_filterbank(filterbank: torch.Tensor, alpha: float, sample_rate: int, boundary_hz: float) -> torch.Tensor:
-    """The filterbank whose response to the spectrum equals the original's response to the spectrum
-    with every frequency f moved to warp(f): row i becomes the original read (linearly interpolated)
-    at warp(f_i). alpha > 1 moves formants up, like a shorter vocal tract."""
-    n_freqs = filterbank.shape[0]
-    nyquist = sample_rate / 2
-    frequencies = torch.linspace(0.0, nyquist, n_freqs, dtype=torch.float64)
+# Where a per-band warp's factors are drawn (roughly the first three formants' ranges, then the knee): one talker's
+# F1, F2 and F3 are not all a fixed ratio from another's, which one alpha for the whole axis cannot express.
+BAND_KNOTS_HZ = (500.0, 1500.0, 2500.0)
+MAX_BAND_SPREAD = 0.15  # the steepest fall, 1.15 -> 0.85 from 1500 to 2500 Hz, still rises: 0.85 - 2.5 * 0.3 > 0
+
+
+def warp_frequencies(frequencies: torch.Tensor, alpha: float, nyquist: float, boundary_hz: float,
+                     band_factors: tuple[float, ...] | None = None) -> torch.Tensor:
+    """Where each frequency (Hz) moves: see warp_filterbank."""
     knee = boundary_hz * min(alpha, 1.0) / alpha  # below it f -> alpha * f; above it a line through (nyquist, nyquist)
     upper_slope = (nyquist - alpha * knee) / (nyquist - knee)
-    warped = torch.where(frequencies <= knee, alpha * frequencies, nyquist - upper_slope * (nyquist - frequencies))
+    scale = torch.full_like(frequencies, alpha)
+    if band_factors is not None:
+        if len(band_factors) != len(BAND_KNOTS_HZ):
+            raise ValueError(f"band_factors needs one factor per knot {BAND_KNOTS_HZ}")
+        knots = [(0.0, 1.0)] + [(hz, factor) for hz, factor in zip(BAND_KNOTS_HZ, band_factors) if hz < knee] + [(knee, 1.0)]
+        factor = torch.ones_like(frequencies)
+        for (low_hz, low), (high_hz, high) in zip(knots, knots[1:]):
+            inside = (frequencies >= low_hz) & (frequencies <= high_hz)
+            factor[inside] = low + (high - low) * (frequencies[inside] - low_hz) / (high_hz - low_hz)
+        scale = alpha * factor
+    return torch.where(frequencies <= knee, scale * frequencies, nyquist - upper_slope * (nyquist - frequencies))
+
+
+def warp_filterbank(filterbank: torch.Tensor, alpha: float, sample_rate: int, boundary_hz: float,
+                    band_factors: tuple[float, ...] | None = None) -> torch.Tensor:
+    """The filterbank whose response to the spectrum equals the original's response to the spectrum
+    with every frequency f moved to warp(f): row i becomes the original read (linearly interpolated)
+    at warp(f_i). alpha > 1 moves formants up, like a shorter vocal tract. With band_factors (one per
+    BAND_KNOTS_HZ) the scale below the knee is alpha times a factor interpolated between the knots
+    (1 at 0 Hz and at the knee), so each formant region moves by its own amount; the warp stays
+    monotone and continuous."""
+    n_freqs = filterbank.shape[0]
+    nyquist = sample_rate / 2
+    warped = warp_frequencies(torch.linspace(0.0, nyquist, n_freqs, dtype=torch.float64), alpha, nyquist, boundary_hz,
+                              band_factors)
     position = (warped / nyquist * (n_freqs - 1)).clamp(0, n_freqs - 1)
     below = position.floor().long().clamp(max=n_freqs - 2)
     weight = (position - below).to(filterbank.dtype)[:, None]
