@@ -13,6 +13,7 @@ import csv
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from asr.checkpoint import load_checkpoint, save_checkpoint, state_digest
-from asr.data.augment import AugmentConfig, SpecAugment, VocalTractWarp, WaveformAugmenter
+from asr.data.augment import MAX_BAND_SPREAD, AugmentConfig, SpecAugment, VocalTractWarp, WaveformAugmenter
 from asr.data.batching import LengthBatchSampler
 from asr.data.dataset import SpeechDataset, collate_batch
 from asr.data.manifest import read_manifest
@@ -87,6 +88,14 @@ class TrainConfig:
     eval_every: int = 1  # epochs between dev evaluations and checkpoints (the last epoch always gets one)
     # Also keep each evaluated epoch's weights as epochNNN.pt (for `python -m asr export --average-with`).
     keep_epoch_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, before any data loads, so a mistyped augmentation flag is a one-line error, not a traceback
+        # from inside the first batch.
+        if not 0.0 <= self.vtlp_prob <= 1.0 or not 0.0 <= self.speed_prob <= 1.0:
+            raise ValueError("--vtlp-prob and --speed-prob are probabilities: within [0, 1]")
+        if not 0.0 <= self.vtlp_band_spread <= MAX_BAND_SPREAD:
+            raise ValueError(f"--vtlp-band-spread must be within [0, {MAX_BAND_SPREAD}]: beyond it the warp can fold back")
 
 
 @dataclass
@@ -314,7 +323,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    try:
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     best = train(config)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"best checkpoint: {best}")
