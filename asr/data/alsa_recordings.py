@@ -15,8 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import soundfile
-
+from asr.data.librispeech import audio_duration
 from asr.data.manifest import ManifestEntry, write_manifest
 from asr.text import normalize
 
@@ -30,14 +29,7 @@ def build_entries(sounds: Path) -> list[ManifestEntry]:
     clips = sorted(sounds.glob(SPOKEN_GLOB))
     if not clips:
         raise ValueError(f"{sounds}: no speaker-test recordings (*_*.wav) found; install Debian's alsa-utils")
-    entries = []
-    for clip in clips:
-        try:
-            info = soundfile.info(str(clip))
-        except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-            raise ValueError(f"{clip}: cannot read audio ({error})") from None
-        entries.append(ManifestEntry(clip.resolve(), info.frames / info.samplerate, normalize(clip.stem.replace("_", " "))))
-    return entries
+    return [ManifestEntry(clip.resolve(), audio_duration(clip), normalize(clip.stem.replace("_", " "))) for clip in clips]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -252,16 +252,13 @@ def warp_frequencies(frequencies: torch.Tensor, alpha: float, nyquist: float, bo
     """Where each frequency (Hz) moves: see warp_filterbank."""
     knee = boundary_hz * min(alpha, 1.0) / alpha  # below it f -> alpha * f; above it a line through (nyquist, nyquist)
     upper_slope = (nyquist - alpha * knee) / (nyquist - knee)
-    scale = torch.full_like(frequencies, alpha)
+    scale = alpha
     if band_factors is not None:
         if len(band_factors) != len(BAND_KNOTS_HZ):
             raise ValueError(f"band_factors needs one factor per knot {BAND_KNOTS_HZ}")
         knots = [(0.0, 1.0)] + [(hz, factor) for hz, factor in zip(BAND_KNOTS_HZ, band_factors) if hz < knee] + [(knee, 1.0)]
-        factor = torch.ones_like(frequencies)
-        for (low_hz, low), (high_hz, high) in zip(knots, knots[1:]):
-            inside = (frequencies >= low_hz) & (frequencies <= high_hz)
-            factor[inside] = low + (high - low) * (frequencies[inside] - low_hz) / (high_hz - low_hz)
-        scale = alpha * factor
+        knot_hz, knot_factors = zip(*knots)
+        scale = alpha * torch.from_numpy(np.interp(frequencies.numpy(), knot_hz, knot_factors))
     return torch.where(frequencies <= knee, scale * frequencies, nyquist - upper_slope * (nyquist - frequencies))
 
 
