@@ -64,6 +64,11 @@ class TrainConfig:
     # differ in how their formants sit relative to each other, not only in vocal tract length (0: one alpha).
     vtlp_band_spread: float = 0.0
     spec_augment: bool = True
+    # SpecAugment's mask counts (widths: asr.data.augment.SpecAugment's defaults). Frequency masks hide a band of
+    # formant cues at a time, so no single spectral detail of a training voice can carry a character; time masks
+    # hide whole stretches of frames whose labels stay, which costs a small model more.
+    spec_freq_masks: int = 2
+    spec_time_masks: int = 2
     seed: int = 0
     num_workers: int = 1
     device: str = "auto"
@@ -96,6 +101,8 @@ class TrainConfig:
             raise ValueError("--vtlp-prob and --speed-prob are probabilities: within [0, 1]")
         if not 0.0 <= self.vtlp_band_spread <= MAX_BAND_SPREAD:
             raise ValueError(f"--vtlp-band-spread must be within [0, {MAX_BAND_SPREAD}]: beyond it the warp can fold back")
+        if min(self.spec_freq_masks, self.spec_time_masks) < 0:
+            raise ValueError("--spec-freq-masks and --spec-time-masks are counts: 0 or more")
 
 
 @dataclass
@@ -176,8 +183,8 @@ def train(config: TrainConfig) -> Path:
     warp = VocalTractWarp(config.vtlp_prob, (1.0 - config.vtlp_spread, 1.0 + config.vtlp_spread),
                           seed=config.seed + 7919 * (context.rank + 1), band_spread=config.vtlp_band_spread) \
         if config.augment and config.vtlp_prob > 0 else None
-    train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=SpecAugment() if config.spec_augment else None,
-                              vocal_tract_warp=warp)
+    masks = SpecAugment(freq_masks=config.spec_freq_masks, time_masks=config.spec_time_masks) if config.spec_augment else None
+    train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=masks, vocal_tract_warp=warp)
     dev_set = SpeechDataset(dev_entries, feature_config)
     sampler = LengthBatchSampler([e.duration for e in train_entries], config.batch_seconds, config.max_batch_size,
                                  sortagrad=True, seed=config.seed, num_replicas=context.world_size, rank=context.rank)

@@ -164,7 +164,8 @@ def test_max_chars_per_second_leaves_out_the_fastest_utterances(tiny_corpus, tmp
         train(replace(config, out_dir=str(tmp_path / "none"), max_chars_per_second=rates[0] / 2))
 
 
-@pytest.mark.parametrize("flags", [["--vtlp-band-spread", "0.5"], ["--vtlp-prob", "1.5"], ["--speed-prob", "-0.1"]])
+@pytest.mark.parametrize("flags", [["--vtlp-band-spread", "0.5"], ["--vtlp-prob", "1.5"], ["--speed-prob", "-0.1"],
+                                   ["--spec-time-masks", "-1"]])
 def test_train_cli_turns_away_out_of_range_augmentation_flags_before_loading_data(tmp_path, flags):
     command = [sys.executable, "-m", "asr", "train", "--train", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "run"), *flags]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,

@@ -283,9 +283,11 @@ def warp_filterbank(filterbank: torch.Tensor, alpha: float, sample_rate: int, bo
 class SpecAugment:
     """Frequency and time masks on (frames, n_mels) log-mel features (Park et al., 2019).
 
-    Masks are filled with the utterance's mean, not 0: the features are raw log-mel (the model
-    normalises them), where 0 would be a loud, unnatural value. Widths are drawn from
-    0..freq_width bins and 0..time_width_fraction of the utterance's frames.
+    A masked value becomes its mel bin's mean over the utterance: the features are raw log-mel (the model
+    normalises them per bin), so what stands for "no information" differs from bin to bin, as a 0 does after
+    the per-bin normalisation of Park et al. One scalar for all bins (0, or the utterance's mean) would
+    read as a loud low band or a quiet high one, a cue of its own. Widths are drawn from 0..freq_width bins
+    and 0..time_width_fraction of the utterance's frames.
     """
 
     def __init__(self, freq_masks: int = 2, freq_width: int = 20, time_masks: int = 2, time_width_fraction: float = 0.05):
@@ -300,11 +302,12 @@ class SpecAugment:
         """(frames, n_mels) -> masked copy of the same shape."""
         if features.numel() == 0:
             return features
-        spectrogram = features.transpose(0, 1)  # torchaudio masks (..., freq, time)
-        fill = features.mean()
+        # torchaudio draws the masks on a (freq, time) grid of ones; where it wrote 0 the bin mean goes in.
+        keep = torch.ones(features.shape[1], features.shape[0])
         for _ in range(self.freq_masks):
-            spectrogram = self.frequency_masking(spectrogram, fill)
+            keep = self.frequency_masking(keep, 0.0)
         time_masking = T.TimeMasking(int(features.shape[0] * self.time_width_fraction) + 1)
         for _ in range(self.time_masks):
-            spectrogram = time_masking(spectrogram, fill)
-        return spectrogram.transpose(0, 1).contiguous()
+            keep = time_masking(keep, 0.0)
+        bin_means = features.mean(dim=0, keepdim=True).expand_as(features)
+        return torch.where(keep.transpose(0, 1).bool(), features, bin_means)
