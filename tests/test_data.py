@@ -326,6 +326,8 @@ def test_band_warp_stays_monotone_and_keeps_nyquist_at_the_largest_spread(alpha)
         factors = tuple(1 + sign * MAX_BAND_SPREAD for sign in signs)
         warped = warp_frequencies(frequencies, alpha, 8000.0, 4800.0, factors)
         assert (warped.diff() > 0).all() and warped[0] == 0 and warped[-1] == pytest.approx(8000.0)
+    single = frequencies.float()  # np.interp works in float64; the warp keeps its input's dtype either way
+    assert warp_frequencies(single, alpha, 8000.0, 4800.0, factors).dtype == warp_frequencies(single, alpha, 8000.0, 4800.0).dtype
     with pytest.raises(ValueError):
         VocalTractWarp(band_spread=MAX_BAND_SPREAD + 0.01)
     with pytest.raises(ValueError):

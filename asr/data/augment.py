@@ -258,7 +258,7 @@ def warp_frequencies(frequencies: torch.Tensor, alpha: float, nyquist: float, bo
             raise ValueError(f"band_factors needs one factor per knot {BAND_KNOTS_HZ}")
         knots = [(0.0, 1.0)] + [(hz, factor) for hz, factor in zip(BAND_KNOTS_HZ, band_factors) if hz < knee] + [(knee, 1.0)]
         knot_hz, knot_factors = zip(*knots)
-        scale = alpha * torch.from_numpy(np.interp(frequencies.numpy(), knot_hz, knot_factors))
+        scale = alpha * torch.as_tensor(np.interp(frequencies.numpy(), knot_hz, knot_factors), dtype=frequencies.dtype)
     return torch.where(frequencies <= knee, scale * frequencies, nyquist - upper_slope * (nyquist - frequencies))
 
 
