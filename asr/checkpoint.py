@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from asr.features import FeatureConfig
-from asr.model import DeepSpeech2, ModelConfig, widen_lookahead
+from asr.model import DeepSpeech2, ModelConfig, widen_lookahead, widen_recurrent
 from asr.text import LABELS
 
 FORMAT_VERSION = 1
@@ -112,7 +112,8 @@ def average_checkpoints(references: list[str | Path]) -> LoadedCheckpoint:
 
     Weight averaging (as in ESPnet and fairseq recipes) smooths the noise of the last optimizer steps; whether it
     beats the best single epoch is measured, not assumed (the model card says). Models that differ only in their
-    lookahead average as the longest (model.widen_lookahead). BatchNorm running statistics are
+    lookahead or width average as the longest and widest (model.widen_lookahead, model.widen_recurrent: a widened
+    run averages with the file it started from, widened again to the same weights it started with). BatchNorm running statistics are
     averaged like weights; integer buffers (BatchNorm's step counters) and the training metadata come from the
     first checkpoint.
     """
@@ -121,7 +122,9 @@ def average_checkpoints(references: list[str | Path]) -> LoadedCheckpoint:
     loaded = [load_checkpoint(reference) for reference in references]
     # e.g. a run widened by train --lookahead-frames and the file it started from
     frames = max(checkpoint.model.config.lookahead_frames for checkpoint in loaded)
-    loaded = [replace(checkpoint, model=widen_lookahead(checkpoint.model, frames)) for checkpoint in loaded]
+    hidden = max(checkpoint.model.config.rnn_hidden for checkpoint in loaded)  # e.g. one widened by --rnn-hidden
+    loaded = [replace(checkpoint, model=widen_recurrent(widen_lookahead(checkpoint.model, frames), hidden))
+              for checkpoint in loaded]
     first = loaded[0]
     for other in loaded[1:]:
         if other.model.config != first.model.config or other.feature_config != first.feature_config:

@@ -321,6 +321,61 @@ def widen_lookahead(model: DeepSpeech2, lookahead_frames: int) -> DeepSpeech2:
     return wider.train(model.training)
 
 
+def widen_recurrent(model: DeepSpeech2, hidden: int, seed: int = 0) -> DeepSpeech2:
+    """A copy with `hidden` units in every recurrent layer that computes the same log-probs (Net2WiderNet,
+    Chen et al. 2016), so a warm start keeps all the training behind the narrower weights.
+
+    Each new unit copies an old one's incoming weights (every gate, recurrent and input side), so the two stay
+    equal; whatever read the old unit (its own layer's recurrence, the next layer's input, the head) now reads both,
+    with the old outgoing weight split between them in random proportions. The sum is unchanged, so the function
+    is too, and the unequal split gives the twins different gradients, so training pulls them apart. The split is
+    drawn from a fixed seed: widening one file twice gives the same weights (`average_checkpoints` relies on it to
+    average a widened run with the file it started from)."""
+    have = model.config.rnn_hidden
+    if hidden < have:
+        raise ValueError(f"{have} recurrent units cannot shrink to {hidden} without changing the model")
+    if hidden == have:
+        return model
+    if hidden > 2 * have:
+        raise ValueError(f"widening {have} units to {hidden} would copy some more than once; widen in steps")
+    if model.batchnorms_folded:
+        raise ValueError("widen the original model, not its folded inference copy")
+    generator = torch.Generator().manual_seed(seed)
+    source = torch.cat([torch.arange(have), torch.arange(hidden - have)])  # new unit -> the old unit it copies
+    copied = torch.arange(hidden - have)
+    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+    def share(old_columns: torch.Tensor) -> torch.Tensor:
+        """(rows, have) outgoing weights -> (rows, hidden): a copied unit and its twin split each weight."""
+        fraction = 0.3 + 0.4 * torch.rand(old_columns.shape[0], hidden - have, generator=generator)
+        fraction = fraction.to(old_columns.dtype).to(old_columns.device)
+        kept, given = old_columns.clone(), old_columns[:, copied] * (1 - fraction)
+        kept[:, copied] = old_columns[:, copied] * fraction
+        return torch.cat([kept, given], dim=1)
+
+    def rows(tensor: torch.Tensor) -> torch.Tensor:
+        """Gate-stacked rows (gates * have, ...) -> (gates * hidden, ...), each gate's block widened alike."""
+        return torch.cat([block[source] for block in tensor.split(have)], dim=0)
+
+    for index in range(len(model.rnns)):
+        prefix = f"rnns.{index}."
+        if index > 0:  # the BatchNorm on this layer's input normalises the previous layer's units
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                state[prefix + "norm." + name] = state[prefix + "norm." + name][source]
+            state[prefix + "rnn.weight_ih_l0"] = share(state[prefix + "rnn.weight_ih_l0"])
+        for name in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+            state[prefix + "rnn." + name] = rows(state[prefix + "rnn." + name])
+        state[prefix + "rnn.weight_hh_l0"] = share(rows(state[prefix + "rnn.weight_hh_l0"]))
+    state["lookahead.conv.weight"] = state["lookahead.conv.weight"][source]  # per channel: the twin copies it
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        state["head_norm." + name] = state["head_norm." + name][source]
+    state["head.weight"] = share(state["head.weight"])
+    reference = model.head.weight
+    wider = DeepSpeech2(replace(model.config, rnn_hidden=hidden)).to(reference.device, reference.dtype)
+    wider.load_state_dict(state)
+    return wider.train(model.training)
+
+
 def _affine_of(norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BatchNorm as y = scale * x + shift, per channel."""
     scale = norm.weight.data / torch.sqrt(norm.running_var + norm.eps)

@@ -32,7 +32,7 @@ from asr.data.manifest import read_manifest
 from asr.decoding import GreedyDecoder
 from asr.device import resolve_device
 from asr.features import FeatureConfig
-from asr.model import NAMED_CONFIGS, DeepSpeech2, count_parameters, widen_lookahead
+from asr.model import NAMED_CONFIGS, DeepSpeech2, count_parameters, widen_lookahead, widen_recurrent
 
 
 @dataclass
@@ -90,6 +90,9 @@ class TrainConfig:
     # Future frames the row convolution sees (0: the named model's own). Larger than a warm start's, its farther
     # taps start at zero (model.widen_lookahead): the model's latency grows by 30 ms a frame at `small`'s stride.
     lookahead_frames: int = 0
+    # Units per recurrent layer (0: the named model's own). Larger than a warm start's, it is widened so that it
+    # computes the same function (model.widen_recurrent) and training grows into the new units.
+    rnn_hidden: int = 0
     eval_every: int = 1  # epochs between dev evaluations and checkpoints (the last epoch always gets one)
     # Also keep each evaluated epoch's weights as epochNNN.pt (for `python -m asr export --average-with`).
     keep_epoch_checkpoints: bool = False
@@ -103,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"--vtlp-band-spread must be within [0, {MAX_BAND_SPREAD}]: beyond it the warp can fold back")
         if min(self.spec_freq_masks, self.spec_time_masks) < 0:
             raise ValueError("--spec-freq-masks and --spec-time-masks are counts: 0 or more")
+        if min(self.lookahead_frames, self.rnn_hidden) < 0:
+            raise ValueError("--lookahead-frames and --rnn-hidden are sizes: 0 (the named model's own) or more")
 
 
 @dataclass
@@ -195,6 +200,8 @@ def train(config: TrainConfig) -> Path:
     model_config = NAMED_CONFIGS[config.model]
     if config.lookahead_frames:
         model_config = replace(model_config, lookahead_frames=config.lookahead_frames)
+    if config.rnn_hidden:
+        model_config = replace(model_config, rnn_hidden=config.rnn_hidden)
     model = DeepSpeech2(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     resume_path = out_dir / "resume.pt"
@@ -210,6 +217,11 @@ def train(config: TrainConfig) -> Path:
         warm_model = load_checkpoint(config.init_from).model
         if warm_model.config.lookahead_frames < model_config.lookahead_frames:
             warm_model = widen_lookahead(warm_model, model_config.lookahead_frames)
+        if warm_model.config.rnn_hidden < model_config.rnn_hidden:
+            try:
+                warm_model = widen_recurrent(warm_model, model_config.rnn_hidden)
+            except ValueError as error:
+                raise SystemExit(f"error: {config.init_from}: {error}") from None
         warm_state = warm_model.state_dict()
         own_shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
         if {name: tuple(t.shape) for name, t in warm_state.items()} != own_shapes:

@@ -106,9 +106,9 @@ def test_averaging_refuses_checkpoints_of_different_models(tmp_path, tiny_checkp
 
     from asr.checkpoint import average_checkpoints
 
-    save_checkpoint(tmp_path / "wider.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_hidden=32)), FeatureConfig())
+    save_checkpoint(tmp_path / "deeper.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_layers=3)), FeatureConfig())
     with pytest.raises(CheckpointError, match="differs"):
-        average_checkpoints([tiny_checkpoint, tmp_path / "wider.pt"])
+        average_checkpoints([tiny_checkpoint, tmp_path / "deeper.pt"])
     with pytest.raises(CheckpointError, match="no checkpoints"):
         average_checkpoints([])
 
@@ -126,6 +126,21 @@ def test_a_shorter_lookahead_averages_as_the_longer_model(tmp_path, tiny_checkpo
     near, far = short.config.lookahead_frames + 1, longer.lookahead.conv.weight
     torch.testing.assert_close(averaged.lookahead.conv.weight[..., :near], (short.lookahead.conv.weight + far[..., :near]) / 2)
     torch.testing.assert_close(averaged.lookahead.conv.weight[..., near:], far[..., near:] / 2)  # the short model's zeros
+
+
+def test_a_widened_run_averages_with_the_narrower_file_it_started_from(tmp_path, tiny_checkpoint):
+    from asr.checkpoint import average_checkpoints
+    from asr.model import widen_recurrent
+
+    start = load_checkpoint(tiny_checkpoint).model
+    run = widen_recurrent(start, start.config.rnn_hidden + 16)
+    run.head.weight.data += 1.0  # stands for training
+    save_checkpoint(tmp_path / "run.pt", run, FeatureConfig())
+    averaged = average_checkpoints([tmp_path / "run.pt", tiny_checkpoint]).model
+    assert averaged.config.rnn_hidden == start.config.rnn_hidden + 16
+    widened_start = widen_recurrent(start, start.config.rnn_hidden + 16)  # what the run started from, exactly
+    torch.testing.assert_close(averaged.head.weight, widened_start.head.weight + 0.5)
+    torch.testing.assert_close(averaged.rnns[1].rnn.weight_hh_l0, run.rnns[1].rnn.weight_hh_l0)
 
 
 def test_export_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, tiny_checkpoint):

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from tests.conftest import random_eval_model
-from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig, fold_batchnorms, widen_lookahead
+from asr.model import NAMED_CONFIGS, DeepSpeech2, ModelConfig, fold_batchnorms, widen_lookahead, widen_recurrent
 
 
 
@@ -85,6 +85,45 @@ def test_a_widened_lookahead_gives_the_same_log_probs_later_and_still_streams_li
     assert widen_lookahead(wider, 6) is wider
     with pytest.raises(ValueError, match="cannot shrink"):
         widen_lookahead(wider, 2)
+
+
+@pytest.mark.parametrize("name", ["small", "lstm"])
+def test_widened_recurrent_layers_give_the_same_log_probs_and_still_stream_like_offline(name):
+    model = MODELS[name]
+    hidden = model.config.rnn_hidden * 6 // 5
+    wider = widen_recurrent(model, hidden)
+    assert wider.config.rnn_hidden == hidden and not wider.training
+    features = torch.randn(2, 131, model.config.n_mels)
+    with torch.no_grad():
+        offline, _ = model(features, torch.tensor([131, 90]))
+        widened, _ = wider(features, torch.tensor([131, 90]))
+    torch.testing.assert_close(widened, offline, atol=1e-4, rtol=0)
+    torch.testing.assert_close(streamed_log_probs(wider, features[:1], [7, 50, 74]), offline[:1], atol=1e-4, rtol=0)
+    again = widen_recurrent(model, hidden)  # a fixed seed: `average_checkpoints` re-widens a run's start file
+    assert all(torch.equal(a, b) for a, b in zip(wider.state_dict().values(), again.state_dict().values()))
+    assert widen_recurrent(wider, hidden) is wider
+
+
+def test_a_widened_units_twin_gets_a_different_gradient_so_training_can_pull_them_apart():
+    model = MODELS["small"]
+    have = model.config.rnn_hidden
+    wider = widen_recurrent(model, have + 8)
+    weight = wider.rnns[2].rnn.weight_ih_l0
+    torch.testing.assert_close(weight[have : have + 8], weight[:8])  # the twins start equal...
+    log_probs, _ = wider(torch.randn(1, 60, model.config.n_mels), torch.tensor([60]))
+    log_probs[..., 1:].sum().backward()
+    assert not torch.allclose(weight.grad[have : have + 8], weight.grad[:8])  # ...and are pushed apart
+    wider.zero_grad()
+
+
+def test_widen_recurrent_refuses_what_it_cannot_do_exactly():
+    model = MODELS["tiny"]
+    with pytest.raises(ValueError, match="cannot shrink"):
+        widen_recurrent(model, model.config.rnn_hidden - 1)
+    with pytest.raises(ValueError, match="more than once"):
+        widen_recurrent(model, 2 * model.config.rnn_hidden + 1)
+    with pytest.raises(ValueError, match="folded"):
+        widen_recurrent(fold_batchnorms(model), model.config.rnn_hidden + 1)
 
 
 def test_step_does_not_modify_the_state_it_was_given():

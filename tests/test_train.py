@@ -88,8 +88,25 @@ def test_init_from_widens_the_lookahead_with_zero_taps_when_asked_for_more(tiny_
     assert taps[..., 3:].abs().max() < 1e-5
 
 
+def test_init_from_widens_the_recurrent_layers_to_the_same_function_when_asked_for_more(tiny_corpus, tmp_path):
+    from asr.model import widen_recurrent
+
+    warm = DeepSpeech2(NAMED_CONFIGS["tiny"])
+    save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
+    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
+                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
+                         device="cpu", init_from=str(tmp_path / "warm.pt"), rnn_hidden=80)
+    trained = load_checkpoint(train(config)).model
+    assert trained.config == replace(NAMED_CONFIGS["tiny"], rnn_hidden=80)
+    expected = widen_recurrent(warm, 80)
+    torch.testing.assert_close(trained.rnns[1].rnn.weight_hh_l0, expected.rnns[1].rnn.weight_hh_l0, atol=1e-5, rtol=0)
+    too_wide = replace(config, out_dir=str(tmp_path / "run2"), rnn_hidden=200)
+    with pytest.raises(SystemExit, match="more than once"):
+        train(too_wide)
+
+
 def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
-    save_checkpoint(tmp_path / "other.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_hidden=32)), FeatureConfig())
+    save_checkpoint(tmp_path / "other.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_layers=3)), FeatureConfig())
     config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
                          augment=False, spec_augment=False, num_workers=0, device="cpu", init_from=str(tmp_path / "other.pt"))
     with pytest.raises(SystemExit, match="different weight shapes"):
@@ -165,8 +182,8 @@ def test_max_chars_per_second_leaves_out_the_fastest_utterances(tiny_corpus, tmp
 
 
 @pytest.mark.parametrize("flags", [["--vtlp-band-spread", "0.5"], ["--vtlp-prob", "1.5"], ["--speed-prob", "-0.1"],
-                                   ["--spec-time-masks", "-1"]])
-def test_train_cli_turns_away_out_of_range_augmentation_flags_before_loading_data(tmp_path, flags):
+                                   ["--spec-time-masks", "-1"], ["--rnn-hidden", "-1"]])
+def test_train_cli_turns_away_out_of_range_flags_before_loading_data(tmp_path, flags):
     command = [sys.executable, "-m", "asr", "train", "--train", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "run"), *flags]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
