@@ -62,14 +62,19 @@ def test_two_process_ddp_ends_with_identical_weights(tiny_corpus, tmp_path):
     assert load_checkpoint(tmp_path / "ddp" / "last.pt").train_info["steps"] == int(stopped.group(1))
 
 
+def warm_started_one_step(tiny_corpus, tmp_path, warm: DeepSpeech2, run: str = "run", **overrides) -> DeepSpeech2:
+    """`tiny` trained for one step at a negligible learning rate from `warm`'s weights: what --init-from made of them."""
+    save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
+    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / run), model="tiny", max_steps=1,
+                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
+                         device="cpu", init_from=str(tmp_path / "warm.pt"), **overrides)
+    return load_checkpoint(train(config)).model
+
+
 def test_init_from_takes_weights_of_equal_shapes_even_at_another_time_stride(tiny_corpus, tmp_path):
     warm = DeepSpeech2(replace(NAMED_CONFIGS["tiny"], conv_time_strides=(1, 1)))
     torch.nn.init.normal_(warm.head.weight)
-    save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
-    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
-                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
-                         device="cpu", init_from=str(tmp_path / "warm.pt"))
-    trained = load_checkpoint(train(config)).model
+    trained = warm_started_one_step(tiny_corpus, tmp_path, warm)
     assert trained.config == NAMED_CONFIGS["tiny"]  # the new stride, the old weights
     assert torch.allclose(trained.head.weight, warm.head.weight, atol=1e-5)
 
@@ -77,11 +82,7 @@ def test_init_from_takes_weights_of_equal_shapes_even_at_another_time_stride(tin
 def test_init_from_widens_the_lookahead_with_zero_taps_when_asked_for_more(tiny_corpus, tmp_path):
     warm = DeepSpeech2(NAMED_CONFIGS["tiny"])
     torch.nn.init.normal_(warm.lookahead.conv.weight)
-    save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
-    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
-                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
-                         device="cpu", init_from=str(tmp_path / "warm.pt"), lookahead_frames=5)
-    trained = load_checkpoint(train(config)).model
+    trained = warm_started_one_step(tiny_corpus, tmp_path, warm, lookahead_frames=5)
     assert trained.config == replace(NAMED_CONFIGS["tiny"], lookahead_frames=5)
     taps = trained.lookahead.conv.weight
     torch.testing.assert_close(taps[..., :3], warm.lookahead.conv.weight, atol=1e-5, rtol=0)
@@ -92,17 +93,12 @@ def test_init_from_widens_the_recurrent_layers_to_the_same_function_when_asked_f
     from asr.model import widen_recurrent
 
     warm = DeepSpeech2(NAMED_CONFIGS["tiny"])
-    save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
-    config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
-                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
-                         device="cpu", init_from=str(tmp_path / "warm.pt"), rnn_hidden=80)
-    trained = load_checkpoint(train(config)).model
+    trained = warm_started_one_step(tiny_corpus, tmp_path, warm, rnn_hidden=80)
     assert trained.config == replace(NAMED_CONFIGS["tiny"], rnn_hidden=80)
     expected = widen_recurrent(warm, 80)
     torch.testing.assert_close(trained.rnns[1].rnn.weight_hh_l0, expected.rnns[1].rnn.weight_hh_l0, atol=1e-5, rtol=0)
-    too_wide = replace(config, out_dir=str(tmp_path / "run2"), rnn_hidden=200)
     with pytest.raises(SystemExit, match="more than once"):
-        train(too_wide)
+        warm_started_one_step(tiny_corpus, tmp_path, warm, run="too-wide", rnn_hidden=200)
 
 
 def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
