@@ -123,8 +123,11 @@ def average_checkpoints(references: list[str | Path]) -> LoadedCheckpoint:
     # e.g. a run widened by train --lookahead-frames and the file it started from
     frames = max(checkpoint.model.config.lookahead_frames for checkpoint in loaded)
     hidden = max(checkpoint.model.config.rnn_hidden for checkpoint in loaded)  # e.g. one widened by --rnn-hidden
-    loaded = [replace(checkpoint, model=widen_recurrent(widen_lookahead(checkpoint.model, frames), hidden))
-              for checkpoint in loaded]
+    try:
+        loaded = [replace(checkpoint, model=widen_recurrent(widen_lookahead(checkpoint.model, frames), hidden))
+                  for checkpoint in loaded]
+    except ValueError as error:
+        raise CheckpointError(f"cannot average {', '.join(map(str, references))}: {error}") from None
     first = loaded[0]
     for other in loaded[1:]:
         if other.model.config != first.model.config or other.feature_config != first.feature_config:

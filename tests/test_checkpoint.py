@@ -109,6 +109,9 @@ def test_averaging_refuses_checkpoints_of_different_models(tmp_path, tiny_checkp
     save_checkpoint(tmp_path / "deeper.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_layers=3)), FeatureConfig())
     with pytest.raises(CheckpointError, match="differs"):
         average_checkpoints([tiny_checkpoint, tmp_path / "deeper.pt"])
+    save_checkpoint(tmp_path / "narrow.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_hidden=16)), FeatureConfig())
+    with pytest.raises(CheckpointError, match="more than once"):  # 16 units cannot widen to tiny's 64 exactly
+        average_checkpoints([tiny_checkpoint, tmp_path / "narrow.pt"])
     with pytest.raises(CheckpointError, match="no checkpoints"):
         average_checkpoints([])
 
