@@ -113,9 +113,9 @@ def average_checkpoints(references: list[str | Path]) -> LoadedCheckpoint:
     Weight averaging (as in ESPnet and fairseq recipes) smooths the noise of the last optimizer steps; whether it
     beats the best single epoch is measured, not assumed (the model card says). Models that differ only in their
     lookahead or width average as the longest and widest (model.widen_lookahead, model.widen_recurrent: a widened
-    run averages with the file it started from, widened again to the same weights it started with). BatchNorm running statistics are
-    averaged like weights; integer buffers (BatchNorm's step counters) and the training metadata come from the
-    first checkpoint.
+    run averages with the file it started from, widened again to the same weights it started with). BatchNorm
+    running statistics are averaged like weights; integer buffers (BatchNorm's step counters) and the training
+    metadata come from the first checkpoint.
     """
     if not references:
         raise CheckpointError("no checkpoints to average")

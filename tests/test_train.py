@@ -63,7 +63,7 @@ def test_two_process_ddp_ends_with_identical_weights(tiny_corpus, tmp_path):
 
 
 def warm_started_one_step(tiny_corpus, tmp_path, warm: DeepSpeech2, run: str = "run", **overrides) -> DeepSpeech2:
-    """`tiny` trained for one step at a negligible learning rate from `warm`'s weights: what --init-from made of them."""
+    """`tiny` after one step at a negligible learning rate from `warm`'s weights: what --init-from made of them."""
     save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
     config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / run), model="tiny", max_steps=1,
                          learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
