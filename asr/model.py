@@ -341,14 +341,13 @@ def widen_recurrent(model: DeepSpeech2, hidden: int, seed: int = 0) -> DeepSpeec
     if model.batchnorms_folded:
         raise ValueError("widen the original model, not its folded inference copy")
     generator = torch.Generator().manual_seed(seed)
-    source = torch.cat([torch.arange(have), torch.arange(hidden - have)])  # new unit -> the old unit it copies
-    copied = torch.arange(hidden - have)
-    state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    copied = torch.arange(hidden - have)  # the old units that get a twin
+    source = torch.cat([torch.arange(have), copied])  # new unit -> the old unit it copies
+    state = dict(model.state_dict())  # every entry widened below is a new tensor; load_state_dict copies the rest
 
     def share(old_columns: torch.Tensor) -> torch.Tensor:
         """(rows, have) outgoing weights -> (rows, hidden): a copied unit and its twin split each weight."""
-        fraction = 0.3 + 0.4 * torch.rand(old_columns.shape[0], hidden - have, generator=generator)
-        fraction = fraction.to(old_columns.dtype).to(old_columns.device)
+        fraction = (0.3 + 0.4 * torch.rand(old_columns.shape[0], hidden - have, generator=generator)).to(old_columns)
         kept, given = old_columns.clone(), old_columns[:, copied] * (1 - fraction)
         kept[:, copied] = old_columns[:, copied] * fraction
         return torch.cat([kept, given], dim=1)

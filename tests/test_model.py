@@ -113,7 +113,6 @@ def test_a_widened_units_twin_gets_a_different_gradient_so_training_can_pull_the
     log_probs, _ = wider(torch.randn(1, 60, model.config.n_mels), torch.tensor([60]))
     log_probs[..., 1:].sum().backward()
     assert not torch.allclose(weight.grad[have : have + 8], weight.grad[:8])  # ...and are pushed apart
-    wider.zero_grad()
 
 
 def test_widen_recurrent_refuses_what_it_cannot_do_exactly():
