@@ -156,9 +156,15 @@ class Lookahead(nn.Module):
 class DeepSpeech2(nn.Module):
     batchnorms_folded = False  # True on the inference copies fold_batchnorms makes
 
-    def __init__(self, config: ModelConfig = ModelConfig()):
+    def __init__(self, config: ModelConfig = ModelConfig(), dropout: float = 0.0):
+        """`dropout`: a training setting, not part of the model (checkpoints do not keep it; `step` never applies
+        it): the probability of zeroing each input of every recurrent layer and of the lookahead in `forward` while
+        training. Only the connections between layers, never the recurrent ones (Zaremba et al., 2014), so a unit
+        cannot lean on one feature a few training voices happen to share."""
         super().__init__()
-        self.config = config
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be within [0, 1), got {dropout}")
+        self.config, self.dropout = config, dropout
         # Fixed normalisation statistics (set from training data), so a chunk is normalised like the whole.
         self.register_buffer("feature_mean", torch.zeros(config.n_mels))
         self.register_buffer("feature_std", torch.ones(config.n_mels))
@@ -196,7 +202,8 @@ class DeepSpeech2(nn.Module):
             x = _mask_time(x, frame_lengths, time_dim=2)
         x = self._flatten(x)
         for rnn in self.rnns:
-            x, _ = rnn(x)
+            x, _ = rnn(nn.functional.dropout(x, self.dropout, self.training))
+        x = nn.functional.dropout(x, self.dropout, self.training)
         x = _mask_time(x, frame_lengths, time_dim=1)  # the end of an utterance looks ahead into zeros, as in streaming
         x = torch.cat([x, x.new_zeros(x.shape[0], self.config.lookahead_frames, x.shape[2])], dim=1)
         return self._head(self.lookahead(x)), frame_lengths

@@ -63,6 +63,9 @@ class TrainConfig:
     # On top of that, each formant region (around 500, 1500, 2500 Hz) scaled by its own further 1 +- this: talkers
     # differ in how their formants sit relative to each other, not only in vocal tract length (0: one alpha).
     vtlp_band_spread: float = 0.0
+    # Dropout on the inputs of the recurrent layers and the lookahead (model.DeepSpeech2), a regulariser against
+    # fitting the few natural-sounding training voices' particulars (0: none). Not stored in the checkpoint.
+    dropout: float = 0.0
     spec_augment: bool = True
     # SpecAugment's mask counts (widths: asr.data.augment.SpecAugment's defaults). Frequency masks hide a band of
     # formant cues at a time, so no single spectral detail of a training voice can carry a character; time masks
@@ -106,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"--vtlp-band-spread must be within [0, {MAX_BAND_SPREAD}]: beyond it the warp can fold back")
         if min(self.spec_freq_masks, self.spec_time_masks) < 0:
             raise ValueError("--spec-freq-masks and --spec-time-masks are counts: 0 or more")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("--dropout is a probability: within [0, 1)")
         if min(self.lookahead_frames, self.rnn_hidden) < 0:
             raise ValueError("--lookahead-frames and --rnn-hidden are sizes: 0 (the named model's own) or more")
 
@@ -202,7 +207,7 @@ def train(config: TrainConfig) -> Path:
         model_config = replace(model_config, lookahead_frames=config.lookahead_frames)
     if config.rnn_hidden:
         model_config = replace(model_config, rnn_hidden=config.rnn_hidden)
-    model = DeepSpeech2(model_config).to(device)
+    model = DeepSpeech2(model_config, dropout=config.dropout).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     resume_path = out_dir / "resume.pt"
     start_epoch, step, best_cer = 0, 0, float("inf")

@@ -125,6 +125,23 @@ def test_widen_recurrent_refuses_what_it_cannot_do_exactly():
         widen_recurrent(fold_batchnorms(model), model.config.rnn_hidden + 1)
 
 
+def test_dropout_acts_only_while_training_and_never_on_a_stream():
+    trained = DeepSpeech2(NAMED_CONFIGS["tiny"], dropout=0.3)
+    features, lengths = torch.randn(2, 60, trained.config.n_mels), torch.tensor([60, 45])
+    trained.train()
+    first, _ = trained(features, lengths)
+    second, _ = trained(features, lengths)
+    assert not torch.allclose(first, second)  # a fresh mask each call
+    trained.load_state_dict(MODELS["tiny"].state_dict())  # (training mode moved the BatchNorm statistics)
+    trained.eval()  # eval: the same function as the model without dropout, offline and streamed
+    expected, _ = MODELS["tiny"](features, lengths)
+    torch.testing.assert_close(trained(features, lengths)[0], expected)
+    streamed = streamed_log_probs(trained, features[:1], [7, 13, 40])
+    torch.testing.assert_close(streamed, expected[:1, : streamed.shape[1]], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="dropout"):
+        DeepSpeech2(NAMED_CONFIGS["tiny"], dropout=1.0)
+
+
 def test_step_does_not_modify_the_state_it_was_given():
     model = MODELS["tiny"]
     state = model.initial_state()

@@ -101,6 +101,13 @@ def test_init_from_widens_the_recurrent_layers_to_the_same_function_when_asked_f
         warm_started_one_step(tiny_corpus, tmp_path, warm, run="too-wide", rnn_hidden=200)
 
 
+def test_dropout_trains_and_leaves_no_trace_in_the_checkpoint(tiny_corpus, tmp_path):
+    warm = DeepSpeech2(NAMED_CONFIGS["tiny"])
+    trained = warm_started_one_step(tiny_corpus, tmp_path, warm, dropout=0.2)
+    assert trained.config == NAMED_CONFIGS["tiny"] and trained.dropout == 0.0  # loaded for inference: no dropout
+    assert load_checkpoint(tmp_path / "run" / "last.pt").train_info["train_config"]["dropout"] == 0.2
+
+
 def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
     save_checkpoint(tmp_path / "other.pt", DeepSpeech2(replace(NAMED_CONFIGS["tiny"], rnn_layers=3)), FeatureConfig())
     config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / "run"), model="tiny", max_steps=1,
@@ -178,7 +185,7 @@ def test_max_chars_per_second_leaves_out_the_fastest_utterances(tiny_corpus, tmp
 
 
 @pytest.mark.parametrize("flags", [["--vtlp-band-spread", "0.5"], ["--vtlp-prob", "1.5"], ["--speed-prob", "-0.1"],
-                                   ["--spec-time-masks", "-1"], ["--rnn-hidden", "-1"]])
+                                   ["--spec-time-masks", "-1"], ["--rnn-hidden", "-1"], ["--dropout", "1"]])
 def test_train_cli_turns_away_out_of_range_flags_before_loading_data(tmp_path, flags):
     command = [sys.executable, "-m", "asr", "train", "--train", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "run"), *flags]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
