@@ -101,11 +101,16 @@ def test_init_from_widens_the_recurrent_layers_to_the_same_function_when_asked_f
         warm_started_one_step(tiny_corpus, tmp_path, warm, run="too-wide", rnn_hidden=200)
 
 
-def test_dropout_trains_and_leaves_no_trace_in_the_checkpoint(tiny_corpus, tmp_path):
-    warm = DeepSpeech2(NAMED_CONFIGS["tiny"])
-    trained = warm_started_one_step(tiny_corpus, tmp_path, warm, dropout=0.2)
-    assert trained.config == NAMED_CONFIGS["tiny"] and trained.dropout == 0.0  # loaded for inference: no dropout
-    assert load_checkpoint(tmp_path / "run" / "last.pt").train_info["train_config"]["dropout"] == 0.2
+def test_dropout_reaches_the_training_step_and_leaves_no_trace_in_the_checkpoint(tiny_corpus, tmp_path):
+    save_checkpoint(tmp_path / "warm.pt", DeepSpeech2(NAMED_CONFIGS["tiny"]), FeatureConfig())
+    base = TrainConfig(train_manifest=str(tiny_corpus), model="tiny", max_steps=1, learning_rate=1e-3, warmup_steps=1,
+                       augment=False, spec_augment=False, num_workers=0, device="cpu", init_from=str(tmp_path / "warm.pt"))
+    plain, dropped = (load_checkpoint(train(replace(base, out_dir=str(tmp_path / name), dropout=rate)))
+                      for name, rate in (("plain", 0.0), ("dropped", 0.3)))
+    # Same seed, data and start: only the dropout masks can make the one step differ.
+    assert not torch.allclose(plain.model.head.weight, dropped.model.head.weight)
+    assert dropped.model.config == NAMED_CONFIGS["tiny"] and dropped.model.dropout == 0.0  # loaded for inference
+    assert dropped.train_info["train_config"]["dropout"] == 0.3
 
 
 def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
