@@ -63,11 +63,13 @@ def test_two_process_ddp_ends_with_identical_weights(tiny_corpus, tmp_path):
 
 
 def warm_started_one_step(tiny_corpus, tmp_path, warm: DeepSpeech2, run: str = "run", **overrides) -> DeepSpeech2:
-    """`tiny` after one step at a negligible learning rate from `warm`'s weights: what --init-from made of them."""
+    """`tiny` after one step from `warm`'s weights, at a negligible learning rate unless `overrides` set one: what
+    --init-from made of them."""
     save_checkpoint(tmp_path / "warm.pt", warm, FeatureConfig())
+    settings = dict(learning_rate=1e-9, weight_decay=0.0) | overrides
     config = TrainConfig(train_manifest=str(tiny_corpus), out_dir=str(tmp_path / run), model="tiny", max_steps=1,
-                         learning_rate=1e-9, weight_decay=0.0, augment=False, spec_augment=False, num_workers=0,
-                         device="cpu", init_from=str(tmp_path / "warm.pt"), **overrides)
+                         augment=False, spec_augment=False, num_workers=0, device="cpu",
+                         init_from=str(tmp_path / "warm.pt"), **settings)
     return load_checkpoint(train(config)).model
 
 
@@ -102,15 +104,13 @@ def test_init_from_widens_the_recurrent_layers_to_the_same_function_when_asked_f
 
 
 def test_dropout_reaches_the_training_step_and_leaves_no_trace_in_the_checkpoint(tiny_corpus, tmp_path):
-    save_checkpoint(tmp_path / "warm.pt", DeepSpeech2(NAMED_CONFIGS["tiny"]), FeatureConfig())
-    base = TrainConfig(train_manifest=str(tiny_corpus), model="tiny", max_steps=1, learning_rate=1e-3, warmup_steps=1,
-                       augment=False, spec_augment=False, num_workers=0, device="cpu", init_from=str(tmp_path / "warm.pt"))
-    plain, dropped = (load_checkpoint(train(replace(base, out_dir=str(tmp_path / name), dropout=rate)))
-                      for name, rate in (("plain", 0.0), ("dropped", 0.3)))
+    warm, step = DeepSpeech2(NAMED_CONFIGS["tiny"]), dict(learning_rate=1e-3, warmup_steps=1)
+    plain = warm_started_one_step(tiny_corpus, tmp_path, warm, run="plain", dropout=0.0, **step)
+    dropped = warm_started_one_step(tiny_corpus, tmp_path, warm, run="dropped", dropout=0.3, **step)
     # Same seed, data and start: only the dropout masks can make the one step differ.
-    assert not torch.allclose(plain.model.head.weight, dropped.model.head.weight)
-    assert dropped.model.config == NAMED_CONFIGS["tiny"] and dropped.model.dropout == 0.0  # loaded for inference
-    assert dropped.train_info["train_config"]["dropout"] == 0.3
+    assert not torch.allclose(plain.head.weight, dropped.head.weight)
+    assert dropped.config == NAMED_CONFIGS["tiny"] and dropped.dropout == 0.0  # loaded for inference
+    assert load_checkpoint(tmp_path / "dropped" / "last.pt").train_info["train_config"]["dropout"] == 0.3
 
 
 def test_init_from_refuses_weights_of_other_shapes(tiny_corpus, tmp_path):
