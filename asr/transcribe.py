@@ -59,14 +59,15 @@ def transcribe_file(recognizer: Recognizer, path: str, chunk_ms: int | None) -> 
     else:  # read piece by piece: hours of audio never sit in memory at once
         rate, blocks = audio_blocks(path, max(1, int(info.samplerate * (chunk_ms or 500) / 1000)))
         started = time.perf_counter()
-        greedy_text, beam_text, frames = _transcribe_streaming(recognizer, blocks, rate, endpointing=chunk_ms is None)
+        greedy_text, beam_text, frames = transcribe_blocks(recognizer, blocks, rate, endpointing=chunk_ms is None)
     elapsed = time.perf_counter() - started
     duration = frames / rate
     return {"file": path, "duration_s": round(duration, 3), "greedy": greedy_text, "beam": beam_text, "rtf": round(elapsed / max(duration, 1e-9), 4)}
 
 
-def _transcribe_streaming(recognizer: Recognizer, blocks: Iterable[np.ndarray], rate: int, endpointing: bool) -> tuple[str, str | None, int]:
-    """Blocks through one Stream; without endpointing it equals the offline decode exactly. Returns the frame count too."""
+def transcribe_blocks(recognizer: Recognizer, blocks: Iterable[np.ndarray], rate: int, endpointing: bool) -> tuple[str, str | None, int]:
+    """Blocks through one Stream, the finished utterances' texts joined; without endpointing it equals the offline
+    decode exactly, with it the demo's (a pause closes an utterance). Returns the frame count too."""
     stream = recognizer.create_stream(endpoint=EndpointConfig(enabled=endpointing))
     greedy_texts, beam_texts, frames = [], [], 0
 

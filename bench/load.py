@@ -57,7 +57,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 from results import write_section  # noqa: E402
 
 from asr.pretrained import BeamSettings, load_recognizer  # noqa: E402
-from asr.streaming import EndpointConfig  # noqa: E402
+from asr.transcribe import transcribe_blocks  # noqa: E402
 
 TEST_MANIFEST = REPO_ROOT / "data" / "synth" / "test.jsonl"
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
@@ -93,7 +93,6 @@ class Speech:
 
     name: str
     pcm: np.ndarray
-    wav: Path
     chunks: list[Path]
     sources: list[str]
 
@@ -146,36 +145,29 @@ def make_speech(clients: int, seconds: float, pool: list[tuple[str, np.ndarray]]
             sys.exit(f"error: {len(pool)} clips are not enough for {clients} clients")
         audio = _resample(np.concatenate(pieces), 16000, BROWSER_RATE)
         pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
-        wav = folder / f"client-{client:02d}.wav"
-        soundfile.write(str(wav), pcm, BROWSER_RATE)
         step = int(CHUNK_SECONDS * BROWSER_RATE)
         chunks = []
         for index, start in enumerate(range(0, len(pcm), step)):
             path = folder / f"client-{client:02d}-chunk-{index:03d}.wav"
             soundfile.write(str(path), pcm[start : start + step], BROWSER_RATE)
             chunks.append(path)
-        speeches.append(Speech(f"client {client}", pcm, wav, chunks, sources))
+        speeches.append(Speech(f"client {client}", pcm, chunks, sources))
     return speeches
 
 
-def stream_transcripts(speeches: list[Speech], model: str | None, lm: str | None) -> dict[str, dict]:
-    """What the demo's own pipeline says for each client's audio, in this process: one Stream with the demo's
-    endpointing fed the same 0.4 s chunks the client sends. A pause closes an utterance, which starts the LM and the
-    recurrent state afresh, so an offline decode of the whole file (`python -m asr transcribe`) is not the reference:
-    with the shipped stage-31 model it differed from this by greedy CER 0.06-0.08 on client 0's recordings."""
-    loaded = load_recognizer(model, BeamSettings(lm_path=lm), device="cpu", endpoint=EndpointConfig())
-    references = {}
-    for speech in speeches:
-        stream = loaded.recognizer.create_stream()
-        finished = []
-        for path in speech.chunks:
-            samples, rate = soundfile.read(str(path), dtype="float32")
-            finished += stream.accept(samples, rate).finished
-        finished += stream.finalize().finished
-        references[str(speech.wav)] = {
-            "greedy": " ".join(u.greedy.text for u in finished if u.greedy.text),
-            "beam": " ".join(u.beam.text for u in finished if u.beam and u.beam.text)}
-    return references
+def stream_transcripts(speeches: dict[int, list[Speech]], model: str | None, lm: str | None) -> dict[int, list[dict]]:
+    """What the demo's own pipeline says for each client's audio alone: one Stream with the demo's endpointing fed the
+    same 0.4 s chunks the client sends. A pause closes an utterance, which starts the LM and the recurrent state
+    afresh, so the CLI's offline decode of the whole file is not the reference: with the shipped stage-31 model it
+    differed from this by greedy CER 0.06-0.08 on client 0's recordings."""
+    recognizer = load_recognizer(model, BeamSettings(lm_path=lm), device="cpu").recognizer
+
+    def reference(speech: Speech) -> dict:
+        chunks = [soundfile.read(str(path), dtype="float32")[0] for path in speech.chunks]
+        greedy, beam, _ = transcribe_blocks(recognizer, chunks, BROWSER_RATE, endpointing=True)
+        return {"greedy": greedy, "beam": beam or ""}
+
+    return {count: [reference(speech) for speech in group] for count, group in speeches.items()}
 
 
 # --- the demo server ----------------------------------------------------------------------------
@@ -537,9 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     for count in counts:
         (folder / f"n{count}").mkdir()
         speeches[count] = make_speech(count, args.seconds, pool, folder / f"n{count}")
-    every_speech = [s for group in speeches.values() for s in group]
-    print(f"reference transcripts: one endpointing Stream each on {len(every_speech)} client recordings ...", flush=True)
-    references = stream_transcripts(every_speech, model, lm)
+    print(f"reference transcripts: one endpointing Stream each on {sum(map(len, speeches.values()))} client recordings ...", flush=True)
+    references = stream_transcripts(speeches, model, lm)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     header = (f"{platform.machine()}, {os.cpu_count()} CPU cores (shared; load average at start {load}); gradio "
               f"{_version('gradio')}, gradio_client {_version('gradio_client')}; model {model or 'shipped (asr/pretrained/ds2_small.pt)'}, "
@@ -564,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
                 server = DemoServer(args.start_timeout, recordings)
             group = speeches[count]
-            level = run_level(server, group, [references[str(s.wav)] for s in group], args.max_cer, args.max_beam_cer)
+            level = run_level(server, group, references[count], args.max_cer, args.max_beam_cer)
             levels.append(level)
             print(f"N={count}, {recordings} recordings at once: answer p50/p95 {fmt(percentile(level['answer'], 50))}/"
                   f"{fmt(percentile(level['answer'], 95))} ms, shown p50/p95 {fmt(percentile(level['shown'], 50))}/"
