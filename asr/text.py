@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from decimal import Decimal
 
 BLANK = "_"
 # Index 0 is the CTC blank; the rest are the characters the model can emit.
@@ -39,3 +40,44 @@ def encode(text: str) -> list[int]:
 def decode(indices) -> str:
     """Characters for label indices, blanks dropped (no CTC collapsing: see asr.decoding for that)."""
     return "".join(LABELS[index] for index in indices if index != BLANK_INDEX)
+
+
+# A number as written in running text: optional currency sign, digits (with thousands commas), an optional decimal
+# part, an optional ordinal suffix or percent sign. Digits glued to letters ("mp3", "4x4") do not match: no rule
+# says how those are read, so they are left for the caller to reject.
+_NUMBER = re.compile(r"(?<![\w.,])(\$)?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:(st|nd|rd|th)\b|(%)|\b)(?![.,]?\d)", re.IGNORECASE)
+_DIGIT = re.compile(r"[0-9]")
+# Four-digit numbers in this range are read as years ("nineteen eighty four"), which is how running text uses them.
+YEAR_RANGE = range(1100, 2100)
+
+
+def _spoken_number(match: re.Match) -> str:
+    from num2words import num2words  # imported here: only data and LM building spell numbers, never a live stream
+
+    dollar, digits, fraction, ordinal, percent = match.groups()
+    value = Decimal(digits.replace(",", "") + (fraction or ""))
+    if dollar:
+        return f" {num2words(value, to='currency', currency='USD')} "
+    if ordinal and not fraction:
+        return f" {num2words(int(value), to='ordinal')} "
+    if ordinal:  # "3.5th" is not a number anyone reads; leave its digits for the caller to reject
+        return match.group(0)
+    if "," not in digits and not fraction and not percent and len(digits) == 4 and int(digits) in YEAR_RANGE:
+        words = num2words(int(digits), to="year")
+    else:
+        words = num2words(value)
+    return f" {words}{' percent' if percent else ''} "
+
+
+def spell_numbers(text: str) -> str:
+    """Numbers written with digits as the words people say for them: '1984' -> 'nineteen eighty-four', '2nd' -> 'second'."""
+    return _NUMBER.sub(_spoken_number, text)
+
+
+def normalize_spoken(text: str) -> str | None:
+    """normalize() after spelling numbers out; None when digits are left that no rule reads, so the caller drops the
+    text instead of training on words with the number silently deleted."""
+    spelled = spell_numbers(text)
+    if _DIGIT.search(spelled):
+        return None
+    return normalize(spelled)
