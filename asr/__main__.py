@@ -1,4 +1,4 @@
-"""The command line: python -m asr {transcribe,evaluate,tune-lm,train,synth,librispeech,export,recode} ..."""
+"""The command line: python -m asr {transcribe,evaluate,tune-lm,train,synth,librispeech,commonvoice,export,recode} ..."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ COMMANDS = {
     "train": ("asr.train", "train a model (single process or under torchrun)"),
     "synth": ("asr.data.synth", "build the synthetic multi-voice corpus"),
     "librispeech": ("asr.data.librispeech", "write a manifest for a LibriSpeech-layout folder"),
+    "commonvoice": ("asr.data.real_speech", "write a manifest for one split of a Common Voice release"),
     "export": ("asr.export", "write a shippable (float16) copy of a trained checkpoint"),
     "recode": ("asr.data.recode", "re-encode a manifest's audio as Ogg Opus (a small copy of a corpus)"),
 }

@@ -56,8 +56,10 @@ def _spoken_number(match: re.Match) -> str:
 
     dollar, digits, fraction, ordinal, percent = match.groups()
     value = Decimal(digits.replace(",", "") + (fraction or ""))
-    if dollar:
+    if dollar and fraction:
         return f" {num2words(value, to='currency', currency='USD')} "
+    if dollar:  # whole dollars: num2words' currency form would add "zero cents", which nobody says
+        return f" {num2words(int(value))} {'dollar' if int(value) == 1 else 'dollars'} "
     if ordinal and not fraction:
         return f" {num2words(int(value), to='ordinal')} "
     if ordinal:  # "3.5th" is not a number anyone reads; leave its digits for the caller to reject

@@ -82,6 +82,9 @@ class TrainConfig:
     # the whole budget again.
     time_limit_minutes: float = 0.0
     dev_limit: int = 400  # dev utterances decoded each epoch
+    # Which dev figure picks best.pt: "wer" for a real dev set (what a listener judges), "cer" for the synthetic sets
+    # of the earlier stages, whose WER moved with a few short words.
+    select_by: str = "cer"
     # Training utterances spoken faster than this many characters per second are left out (0: none). Some TTS
     # voices at a fast drawn rate reach 30 characters a second: at `small`'s 33 output frames a second that leaves
     # CTC about one frame per character, so those labels are near-infeasible noise, and unlike anyone talking to
@@ -111,6 +114,8 @@ class TrainConfig:
             raise ValueError("--spec-freq-masks and --spec-time-masks are counts: 0 or more")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("--dropout is a probability: within [0, 1)")
+        if self.select_by not in ("wer", "cer"):
+            raise ValueError("--select-by is 'wer' or 'cer'")
         if min(self.lookahead_frames, self.rnn_hidden) < 0:
             raise ValueError("--lookahead-frames and --rnn-hidden are sizes: 0 (the named model's own) or more")
 
@@ -210,12 +215,12 @@ def train(config: TrainConfig) -> Path:
     model = DeepSpeech2(model_config, dropout=config.dropout).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     resume_path = out_dir / "resume.pt"
-    start_epoch, step, best_cer = 0, 0, float("inf")
+    start_epoch, step, best_score = 0, 0, float("inf")
     if resume_path.exists():
         saved = torch.load(resume_path, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        start_epoch, step, best_cer = saved["epoch"], saved["step"], saved["best_cer"]
+        start_epoch, step, best_score = saved["epoch"], saved["step"], saved["best_score"]
     elif config.init_from:
         # Any checkpoint whose tensors have this model's shapes can seed it: e.g. a model trained at another time
         # stride (strides change no weight shape), which then adapts to the new frame rate.
@@ -292,11 +297,11 @@ def train(config: TrainConfig) -> Path:
             save_checkpoint(out_dir / "last.pt", model, feature_config, info)
             if config.keep_epoch_checkpoints:
                 save_checkpoint(out_dir / f"epoch{epoch:03d}.pt", model, feature_config, info)
-            if not len(dev_set) or scores["cer"] <= best_cer:  # without a dev set the latest is the best we know
-                best_cer = scores["cer"]
+            if not len(dev_set) or scores[config.select_by] <= best_score:  # no dev set: the latest is the best we know
+                best_score = scores[config.select_by]
                 save_checkpoint(out_dir / "best.pt", model, feature_config, info)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                        "step": step, "best_cer": best_cer}, resume_path)
+                        "step": step, "best_score": best_score}, resume_path)
         if (config.max_steps and step >= config.max_steps) or out_of_time:
             if context.is_main and out_of_time:
                 print(f"time limit of {config.time_limit_minutes:g} min reached after {step} steps (epoch {epoch})", flush=True)
