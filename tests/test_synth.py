@@ -75,8 +75,10 @@ def test_plan_is_deterministic_prefix_stable_and_split_pure():
                                    pytest.param(synth.Voice("pico", "gb_kh0", "train"), marks=needs_pico_voices),
                                    pytest.param(synth.Voice("silero", "en_0", "train"), marks=needs_silero_voices),
                                    pytest.param(synth.Voice("silero", "en_117", "dev"), marks=needs_silero_voices),
-                                   pytest.param(synth.Voice("silero_blend", "blend_0007", "train"), marks=needs_silero_voices),
-                                   pytest.param(synth.Voice("silero_wide", "wide_0007", "train"), marks=needs_silero_voices)],
+                                   pytest.param(synth.Voice("silero_blend", silero_voices.blend_talker(1.0, 7), "train"),
+                                                marks=needs_silero_voices),
+                                   pytest.param(synth.Voice("silero_blend", silero_voices.blend_talker(1.6, 1_000_007), "train"),
+                                                marks=needs_silero_voices)],
                          ids=lambda voice: voice.id)
 def test_each_engine_speaks_with_rate_and_pitch(voice):
     slow, fast = (synth.Utterance("x.wav", "the weather is nice today", voice, stretch, 2.0) for stretch in (1.25, 0.85))
@@ -120,14 +122,99 @@ def test_silero_voices_are_off_by_default_and_hold_out_dev_speakers():
     assert not set(silero_voices.SILERO_VOICES["train"]) & set(silero_voices.SILERO_VOICES["dev"])
 
 
+# The blend families the shipped model trained on, once engines of their own (now --blend-spread and --blend-seeds):
+# old engine -> (spread, seeds, the synth --seed its corpus was built with).
+RECIPE_FAMILIES = {"silero_blend": (1.0, range(0, 2000), 1), "silero_wide": (1.6, range(1_000_000, 1_002_000), 2),
+                   "silero_wide2": (1.6, range(2_000_000, 2_002_000), 3), "silero_wide3": (1.6, range(3_000_000, 3_002_000), 4),
+                   "silero_wide4": (1.6, range(4_000_000, 4_002_000), 5)}
+# What each old engine planned for `plan({"train": 600}, {engine: 1.0}, seed)`, recorded from its code before the
+# engines became one: utterances, and sha256 of their "relpath\ttext\tstretch\tsemitones\n" lines.
+RECIPE_PLANS = {"silero_blend": (175, "6c9fcf6ad05ab3511c1ff95c75b3ca18a3bbb6410f1e7ae61e136c0d91a85610"),
+                "silero_wide": (162, "f20359de6f22f29d6d7703a39517765b97a69b1697fc60435aeaff9c28bac094"),
+                "silero_wide2": (165, "dcff223b29d5a50054cb9510aa05353718f6d049910a8475c8406775b9087bc8"),
+                "silero_wide3": (166, "76d9510cbdbdb35aa587d8653fe7132f6f633ea3bd1ea16cf13876a2701f8b64"),
+                "silero_wide4": (174, "1e148b505c364cf26414465dfe602720f002ce8976cb33be3fbf566d4219c3a4")}
+
+
+def blend_plan(old_engine: str, seconds: float) -> list[synth.Utterance]:
+    spread, seeds, seed = RECIPE_FAMILIES[old_engine]
+    return synth.plan({"train": seconds}, {"silero_blend": 1.0}, seed, silero_voices.BlendFamily(spread, seeds))["train"]
+
+
 @needs_engines
-@pytest.mark.parametrize("engine, family", sorted(silero_voices.BLEND_ENGINES.items()))
-def test_blended_silero_voices_are_off_by_default_and_train_only(engine, family):
-    assert synth.DEFAULT_SHARES[engine] == 0.0
-    added = synth.plan({"train": 600, "dev": 300, "test": 300}, {engine: 1.0}, seed=1)
+@pytest.mark.parametrize("old_engine", sorted(RECIPE_FAMILIES))
+def test_blend_parameters_plan_what_the_numbered_engines_planned(old_engine):
+    import hashlib
+
+    utterances = blend_plan(old_engine, 600)
+    lines = "".join(f"{u.relpath}\t{u.text}\t{u.stretch}\t{u.semitones}\n" for u in utterances)
+    assert (len(utterances), hashlib.sha256(lines.encode()).hexdigest()) == RECIPE_PLANS[old_engine]
+    # the same folders as before, so the training manifests built from these corpora name the same files
+    assert all(u.relpath.startswith(f"train/{old_engine}-") for u in utterances)
+
+
+@needs_engines
+def test_blended_silero_voices_are_off_by_default_and_train_only():
+    assert synth.DEFAULT_SHARES["silero_blend"] == 0.0
+    family = silero_voices.BlendFamily(1.6, range(7_000_000, 7_002_000))
+    added = synth.plan({"train": 600, "dev": 300, "test": 300}, {"silero_blend": 1.0}, seed=1, blend=family)
     assert not added["dev"] and not added["test"]
-    assert {u.voice.name for u in added["train"]} <= set(silero_voices.BLENDED_VOICES[family]["train"])
+    assert {u.voice.name for u in added["train"]} <= set(family.talkers())
     assert len({u.voice.name for u in added["train"]}) > 0.9 * len(added["train"])  # almost every utterance a new talker
+    # a family outside the recipe's lives in folders named by what its talkers are
+    assert all(u.relpath.startswith("train/silero_blend-spread1.6-seed7") for u in added["train"])
+    with pytest.raises(ValueError, match="first:stop"):
+        silero_voices.BlendFamily(1.0, range(5, 5))
+
+
+def test_blend_seeds_option_is_a_range_and_checked_before_anything_is_written(tmp_path, capsys):
+    assert synth.parse_seed_range("3000000:3002000") == range(3_000_000, 3_002_000)
+    with pytest.raises(Exception, match="FIRST:STOP"):
+        synth.parse_seed_range("3000000")
+    assert synth.main(["--hours", "0.01", "--engine-shares", "silero_blend=1", "--blend-spread", "0",
+                       "--out", str(tmp_path / "corpus")]) == 2
+    assert "spread above 0" in capsys.readouterr().err and not (tmp_path / "corpus").exists()
+
+
+def old_engine_audio(utterance: synth.Utterance, spread: float, seed: int):
+    """What a numbered engine spoke for `utterance`, as its code did it: the model's spare speaker row filled with the
+    training speakers' mean plus Gaussian weights (of the family's first seed + the talker's number, times spread /
+    sqrt(110)) on their offsets, the prosody seeded by the utterance's path."""
+    import zlib
+
+    import torch
+
+    model = silero_voices._model()
+    train_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["train"]]
+    weights = torch.randn(len(train_rows), generator=torch.Generator().manual_seed(seed)) * spread / len(train_rows) ** 0.5
+    torch.manual_seed(zlib.crc32(utterance.relpath.encode()))
+    rate = silero_voices._ssml_rate(utterance.stretch)
+    with torch.inference_mode():
+        for table in silero_voices._speaker_tables(model):
+            rows = table.detach()[train_rows]
+            table[-1] = rows.mean(dim=0) + weights @ (rows - rows.mean(dim=0))
+        if "blend" not in model.speakers:  # its second name for the spare row ("random" would refill it with noise)
+            model.speakers.append("blend")
+            model.speaker_to_id["blend"] = model.speaker_to_id["random"]
+        audio = model.apply_tts(ssml_text=f'<speak><prosody rate="{rate}">{utterance.text}.</prosody></speak>',
+                                speaker="blend", sample_rate=silero_voices.SILERO_RATE)
+    playback_rate = round(silero_voices.SILERO_RATE * 2 ** (utterance.semitones / 12) / 100) * 100  # whole hundreds of Hz
+    return synth.resample_and_trim(audio.float(), playback_rate)
+
+
+@needs_engines
+@needs_silero_voices
+@pytest.mark.parametrize(("old_engine", "relpath", "talker_number"),
+                         [("silero_blend", "train/silero_blend-blend_1318/train-000000.wav", 1318),
+                          ("silero_wide3", "train/silero_wide3-wide3_1504/train-000000.wav", 1504)])
+def test_blend_engine_speaks_what_the_numbered_engine_spoke(old_engine, relpath, talker_number):
+    import numpy as np
+
+    spread, seeds, _ = RECIPE_FAMILIES[old_engine]
+    first = blend_plan(old_engine, 10)[0]  # the first utterance of the corpus the recipe builds (recorded path)
+    assert first.relpath == relpath
+    assert first.voice.name == silero_voices.blend_talker(spread, seeds.start + talker_number)
+    assert np.array_equal(synth.render(first), old_engine_audio(first, spread, seeds.start + talker_number))
 
 
 @needs_silero_voices
@@ -136,7 +223,8 @@ def test_blends_are_repeatable_distinct_and_made_of_training_speakers_only():
 
     model = silero_voices._model()
     tables = silero_voices._speaker_tables(model)
-    first, again, other = (torch.cat(silero_voices.blended_embedding(name)) for name in ("blend_0001", "blend_0001", "blend_0002"))
+    talker = silero_voices.blend_talker
+    first, again, other = (torch.cat(silero_voices.blended_embedding(name)) for name in (talker(1.0, 1), talker(1.0, 1), talker(1.0, 2)))
     assert torch.equal(first, again) and not torch.allclose(first, other)
     # the dev speakers' rows take no part: scrambling them leaves every blend as it was
     dev_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["dev"]]
@@ -145,24 +233,24 @@ def test_blends_are_repeatable_distinct_and_made_of_training_speakers_only():
         with torch.inference_mode():
             for table in tables:
                 table[dev_rows] = torch.randn_like(table[dev_rows]) * 5
-        assert torch.equal(torch.cat(silero_voices.blended_embedding("blend_0001")), first)
+        assert torch.equal(torch.cat(silero_voices.blended_embedding(talker(1.0, 1))), first)
     finally:
         with torch.inference_mode():
             for table, rows in zip(tables, saved):
                 table[dev_rows] = rows
-    # each blend is as far from the training speakers' mean as they are, on average (weights of variance 1/110);
-    # a wide one 1.6 times as far, in another direction than the blend of the same number, and wide2, wide3 and wide4
-    # as far as a wide one, each in yet another direction (new talkers, not an earlier wide family again)
+    # at spread 1 a blend is as far from the training speakers' mean as they are, on average (weights of variance
+    # 1/110); at 1.6, 1.6 times as far; families of other seeds lie in other directions (new talkers)
     train_rows = [model.speaker_to_id[name] for name in silero_voices.SILERO_VOICES["train"]]
     timbre = tables[0].detach()[train_rows]
     spread = (timbre - timbre.mean(dim=0)).norm(dim=1).mean()
-    offsets = {family: torch.stack([silero_voices.blended_embedding(f"{family}_{k:04d}")[0] - timbre.mean(dim=0) for k in range(20)])
-               for family in silero_voices.BLEND_FAMILIES}
-    distance = {family: offsets[family].norm(dim=1).mean() for family in offsets}
-    assert 0.5 * spread < distance["blend"] < 1.5 * spread
-    assert 1.3 < distance["wide"] / distance["blend"] < 1.9
-    assert all(0.8 < distance[family] / distance["wide"] < 1.25 for family in ("wide2", "wide3", "wide4"))
-    for one, other in itertools.combinations(silero_voices.BLEND_FAMILIES, 2):
+    offsets = {old: torch.stack([silero_voices.blended_embedding(talker(family_spread, seeds.start + k))[0] - timbre.mean(dim=0)
+                                 for k in range(20)])
+               for old, (family_spread, seeds, _) in RECIPE_FAMILIES.items()}
+    distance = {old: offsets[old].norm(dim=1).mean() for old in offsets}
+    assert 0.5 * spread < distance["silero_blend"] < 1.5 * spread
+    assert 1.3 < distance["silero_wide"] / distance["silero_blend"] < 1.9
+    assert all(0.8 < distance[old] / distance["silero_wide"] < 1.25 for old in ("silero_wide2", "silero_wide3", "silero_wide4"))
+    for one, other in itertools.combinations(RECIPE_FAMILIES, 2):
         assert torch.nn.functional.cosine_similarity(offsets[one], offsets[other]).abs().max() < 0.9
 
 

@@ -18,14 +18,12 @@ steps (SSML), so the utterance's stretch picks one, and pitch is moved as the ne
 
 Blended speakers (engine "silero_blend" of asr.data.synth): the model keeps one spare row in each of its three
 speaker tables (timbre, durations, pitch) for a "random" voice. Filling that row with a random blend of the 110
-training speakers' rows gives a new talker per seed: the blend weights are Gaussian, so the blends spread like the
-training speakers do around their mean. The eight dev speakers never enter a blend, so the dev set stays unseen.
-Engine "silero_wide" draws its blends 1.6 times as far from the mean (and from other seeds): talkers beyond the
-training speakers' range. In a probe (20 talkers drawn that way, 40 utterances) the stage-16 model read such
-blends at 21.9 % greedy CER against 12.4 % at the usual spread, like the unseen natural test voices; 2.2 times as
-far read at 37.6 %, too far to trust as speech. Engines "silero_wide2", "silero_wide3" and "silero_wide4" each
-draw 2000 more talkers the same way from other seeds: families of their own, so a new corpus of new talkers leaves
-the plans of existing corpora unchanged (growing a family would redraw which talker speaks each utterance).
+training speakers' rows gives a new talker per seed: the blend weights are Gaussian, scaled so that at spread 1 the
+blends lie as far from the speakers' mean as the speakers themselves do, and at spread 1.6 beyond their range (in a
+probe the stage-16 model read such talkers at 21.9 % greedy CER against 12.4 % at spread 1; 2.2 read at 37.6 %, too
+far to trust as speech). The eight dev speakers never enter a blend, so the dev set stays unseen. A `BlendFamily`
+(spread, range of seeds) is what a synth run draws its talkers from; a family of new seeds leaves the plans of corpora
+built from other seeds unchanged.
 """
 
 from __future__ import annotations
@@ -34,12 +32,14 @@ import argparse
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,17 +57,52 @@ SPEAKER_COUNT = 118
 DEV_SPEAKERS = 8  # the last eight
 SILERO_VOICES = {"train": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS)),
                  "dev": tuple(f"en_{k}" for k in range(SPEAKER_COUNT - DEV_SPEAKERS, SPEAKER_COUNT)), "test": ()}
-# blended speakers (train only), by family: how far from the mean they spread, relative to the training speakers,
-# and where their seeds start (so the families' talkers differ). More per family than the utterances of a few
-# hours' run, so most speak a handful of sentences.
-BLEND_FAMILIES = {"blend": (1.0, 0), "wide": (1.6, 1_000_000), "wide2": (1.6, 2_000_000), "wide3": (1.6, 3_000_000),
-                  "wide4": (1.6, 4_000_000)}
-BLEND_COUNT = 2000
-BLENDED_VOICES = {family: {"train": tuple(f"{family}_{k:04d}" for k in range(BLEND_COUNT)), "dev": (), "test": ()}
-                  for family in BLEND_FAMILIES}
-# asr.data.synth's engine for each family: a family added above is an engine, off by default, with nothing else to list
-BLEND_ENGINES = {f"silero_{family}": family for family in BLEND_FAMILIES}
-ALL_BLENDS = frozenset(name for family in BLENDED_VOICES.values() for name in family["train"])
+# The folders of the blend families the shipped model trained on (docs/training-recipe.md), by (spread, seed //
+# 1_000_000). Their corpora were built when each family was an engine of its own (silero_wide, silero_wide2, ...), and
+# an utterance's path names its folder, is what the training manifests list and seeds the utterance's prosody: so these
+# families keep those folders, and any other family's talkers live in folders named by their spread and seed.
+RECIPE_FOLDERS = {(1.0, 0): "blend", (1.6, 1): "wide", (1.6, 2): "wide2", (1.6, 3): "wide3", (1.6, 4): "wide4"}
+_BLEND_NAME = re.compile(r"spread(.+)-seed(\d+)")
+
+
+@dataclass(frozen=True)
+class BlendFamily:
+    """Talkers blended from the training speakers, one per seed, `spread` times as far from their mean as they are."""
+
+    spread: float = 1.0
+    seeds: range = field(default=range(0, 2000))
+
+    def __post_init__(self) -> None:
+        if not (self.spread > 0 and self.seeds.step == 1 and 0 <= self.seeds.start < self.seeds.stop):
+            raise ValueError(f"a blend family needs a spread above 0 and seeds first:stop with 0 <= first < stop, "
+                             f"not {self.spread} and {self.seeds.start}:{self.seeds.stop}")
+
+    def talkers(self) -> tuple[str, ...]:
+        return tuple(blend_talker(self.spread, seed) for seed in self.seeds)
+
+
+def blend_talker(spread: float, seed: int) -> str:
+    """The name of one blended talker: what it is made from, so a synth worker needs nothing else."""
+    return f"spread{float(spread)!r}-seed{seed}"
+
+
+def parse_blend_talker(name: str) -> tuple[float, int] | None:
+    """(spread, seed) of a blended talker's name, or None for any other name."""
+    if not (match := _BLEND_NAME.fullmatch(name)):
+        return None
+    try:
+        return float(match[1]), int(match[2])
+    except ValueError:
+        return None
+
+
+def blend_folder(name: str) -> str:
+    """The folder a blended talker's audio lives in (RECIPE_FOLDERS for the recipe's families)."""
+    spread, seed = parse_blend_talker(name)
+    family = RECIPE_FOLDERS.get((spread, seed // 1_000_000))
+    return f"silero_{family}-{family}_{seed % 1_000_000:04d}" if family else f"silero_blend-{name}"
+
+
 # duration multiplier bounds of Silero's SSML rates: below the first "fast" (0.86x measured), above the second "slow" (1.29x)
 RATE_STEPS = ((0.95, "fast"), (1.12, "medium"), (float("inf"), "slow"))
 
@@ -137,14 +172,13 @@ def _speaker_tables(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def blended_embedding(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A blended speaker's timbre, duration and pitch rows: the training speakers' mean plus a Gaussian-weighted sum
+    """A blended talker's timbre, duration and pitch rows: the training speakers' mean plus a Gaussian-weighted sum
     of their offsets from it, the same weights in all three tables (of variance spread^2 / 110: at spread 1 a blend
     lies as far from the mean as a training speaker does)."""
-    if name not in ALL_BLENDS:
+    if (blend := parse_blend_talker(name)) is None:
         raise ValueError(f"unknown blended silero voice {name!r}")
-    family, number = name.rsplit("_", 1)
-    spread, first_seed = BLEND_FAMILIES[family]
-    generator = torch.Generator().manual_seed(first_seed + int(number))
+    spread, seed = blend
+    generator = torch.Generator().manual_seed(seed)
     train_rows = [_model().speaker_to_id[speaker] for speaker in SILERO_VOICES["train"]]
     weights = torch.randn(len(train_rows), generator=generator) * spread / len(train_rows) ** 0.5
     return tuple(_blend(table.detach()[train_rows], weights) for table in _speaker_tables(_model()))
@@ -172,12 +206,13 @@ def _select_blend(model, name: str) -> str:
 def speak_silero(name: str, text: str, stretch: float, semitones: float, relpath: str) -> tuple[np.ndarray, int]:
     """Audio of `text` by speaker `name` (one of Silero's or a blend) and the rate to play it at (which moves its
     pitch by `semitones`)."""
-    if name not in SILERO_VOICES["train"] + SILERO_VOICES["dev"] and name not in ALL_BLENDS:
+    blended = parse_blend_talker(name) is not None
+    if name not in SILERO_VOICES["train"] + SILERO_VOICES["dev"] and not blended:
         raise ValueError(f"unknown silero voice {name!r}")
     torch.manual_seed(zlib.crc32(relpath.encode()))  # the model samples its prosody: repeatable per utterance
     ssml = f'<speak><prosody rate="{_ssml_rate(stretch)}">{text}</prosody></speak>'
     with torch.inference_mode():
-        speaker = _select_blend(_model(), name) if name in ALL_BLENDS else name
+        speaker = _select_blend(_model(), name) if blended else name
         audio = _model().apply_tts(ssml_text=ssml, speaker=speaker, sample_rate=SILERO_RATE)
     return audio.numpy().astype(np.float32), playback_rate(SILERO_RATE, semitones)
 

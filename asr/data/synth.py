@@ -6,8 +6,8 @@ neural voices that PyPI wheels ship (engine "neural", asr.data.neural_voices): t
 by Kokoro-82M's five Japanese voices reading English phonemes (engine "kokoro", same module); and by SVOX
 Pico's two English speakers (engine "pico", asr.data.pico_voices); and by Silero's 118 English speakers (engine
 "silero", asr.data.silero_voices; its model file is fetched once with `python -m asr.data.silero_voices`) and by
-new speakers blended from its 110 training speakers (engines "silero_blend" and, spread wider, "silero_wide",
-"silero_wide2", "silero_wide3" and "silero_wide4"; same module and model file).
+new talkers blended from its 110 training speakers (engine "silero_blend", same module and model file; how far the
+blends spread and which seeds they come from are --blend-spread and --blend-seeds).
 
 Whole voices are held out: the voices of dev and test never speak in train, and each split's
 voices read only that split's sentences (asr.data.sentences), so the held-out sets measure
@@ -44,7 +44,7 @@ from asr.data.neural_voices import KOKORO_DEV_VOICES, KOKORO_VOICES, NEURAL_VOIC
 from asr.data.pico_voices import PICO_VOICES, speak_pico
 from asr.data.respell import RespellError, respell_for_czech
 from asr.data.sentences import sentences_by_split
-from asr.data.silero_voices import BLEND_ENGINES, BLENDED_VOICES, SILERO_VOICES, model_missing, speak_silero
+from asr.data.silero_voices import SILERO_VOICES, BlendFamily, blend_folder, model_missing, speak_silero
 
 log = logging.getLogger("asr.synth")
 
@@ -82,10 +82,10 @@ CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb
 # every other utterance of the plan as it was. Add one to a corpus with e.g. `--engine-shares neural=1` and the
 # same --out (see the model card).
 DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "kokoro_dev": 0.0, "pico": 0.0,
-                  "silero": 0.0, **dict.fromkeys(BLEND_ENGINES, 0.0)}
+                  "silero": 0.0, "silero_blend": 0.0}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
-PYPI_ENGINES = ("neural", "kokoro", "kokoro_dev", "pico", "silero", *BLEND_ENGINES)
-SILERO_ENGINES = ("silero", *BLEND_ENGINES)  # one model file, no package to install
+PYPI_ENGINES = ("neural", "kokoro", "kokoro_dev", "pico", "silero", "silero_blend")
+SILERO_ENGINES = ("silero", "silero_blend")  # one model file, no package to install
 STRETCH_RANGE = (0.85, 1.25)  # duration multiplier: below 1 is faster speech
 SEMITONE_RANGE = (-3.0, 3.0)
 
@@ -107,6 +107,8 @@ class Voice:
     @property
     def id(self) -> str:
         """A file-name-safe identifier; it is the directory the voice's audio lives in."""
+        if self.engine == "silero_blend":
+            return blend_folder(self.name)
         return f"{self.engine}-{self.name}".replace("+", "_")
 
 
@@ -125,8 +127,8 @@ class SynthesisError(RuntimeError):
     """An engine failed on one utterance; the run logs it and goes on."""
 
 
-def voice_inventory() -> list[Voice]:
-    """All voices of all engines, each tagged with the single split it speaks for."""
+def voice_inventory(blend: BlendFamily = BlendFamily()) -> list[Voice]:
+    """All voices of all engines (of the blend engine: `blend`'s talkers), each tagged with the one split it speaks for."""
     voices = []
     for split in SPLITS:
         voices += [Voice("espeak", f"{accent}+{variant}", split) for accent in ESPEAK_ACCENTS for variant in ESPEAK_VARIANTS[split]]
@@ -138,7 +140,7 @@ def voice_inventory() -> list[Voice]:
         voices += [Voice("kokoro_dev", name, split) for name in KOKORO_DEV_VOICES[split]]
         voices += [Voice("pico", name, split) for name in PICO_VOICES[split]]
         voices += [Voice("silero", name, split) for name in SILERO_VOICES[split]]
-        voices += [Voice(engine, name, split) for engine, family in BLEND_ENGINES.items() for name in BLENDED_VOICES[family][split]]
+        voices += [Voice("silero_blend", name, split) for name in blend.talkers()] if split == "train" else []
     return voices
 
 
@@ -179,10 +181,11 @@ def split_sentences() -> dict[str, list[str]]:
     return sentences_by_split()
 
 
-def plan(seconds_by_split: dict[str, float], shares: dict[str, float], seed: int) -> dict[str, list[Utterance]]:
+def plan(seconds_by_split: dict[str, float], shares: dict[str, float], seed: int,
+         blend: BlendFamily = BlendFamily()) -> dict[str, list[Utterance]]:
     """The whole corpus plan: each split's own voices reading that split's own sentences."""
     sentences = split_sentences()
-    voices = voice_inventory()
+    voices = voice_inventory(blend)
     return {split: plan_split(split, sentences[split], [v for v in voices if v.split == split], seconds, shares, seed)
             for split, seconds in seconds_by_split.items()}
 
@@ -386,7 +389,8 @@ def synthesize_split(utterances: list[Utterance], out_dir: Path, split: str, wor
     return written, failed
 
 
-def write_voice_list(out_dir: Path, shares: dict[str, float], seed: int, hours: float) -> None:
+def write_voice_list(out_dir: Path, shares: dict[str, float], seed: int, hours: float,
+                     blend: BlendFamily = BlendFamily()) -> None:
     """Record which voices belong to which split, and every synth run that wrote into this folder (adding the
     accented voices is a second run into the same corpus), for the model card."""
     path = out_dir / "voices.json"
@@ -395,9 +399,11 @@ def write_voice_list(out_dir: Path, shares: dict[str, float], seed: int, hours: 
     except (json.JSONDecodeError, AttributeError):
         runs = []  # unreadable or of an older layout: start the record afresh
     run = {"seed": seed, "engine_shares": shares, "hours": hours}
+    if shares.get("silero_blend", 0) > 0:
+        run["blend"] = {"spread": blend.spread, "seeds": f"{blend.seeds.start}:{blend.seeds.stop}"}
     if run not in runs:
         runs.append(run)
-    voices = [asdict(voice) | {"id": voice.id} for voice in voice_inventory()]
+    voices = [asdict(voice) | {"id": voice.id} for voice in voice_inventory(blend)]
     path.write_text(json.dumps({"runs": runs, "voices": voices}, indent=1))
 
 
@@ -412,6 +418,15 @@ def parse_shares(text: str) -> dict[str, float]:
     return shares
 
 
+def parse_seed_range(text: str) -> range:
+    """'3000000:3002000' -> range(3000000, 3002000): the seeds of a blend family's talkers."""
+    first, _, stop = text.partition(":")
+    try:
+        return range(int(first), int(stop))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are FIRST:STOP, e.g. 0:2000, not {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The synth command's options, shared by `python -m asr synth` and `python -m asr.data.synth`."""
     parser.add_argument("--hours", type=float, required=True, help="hours of train audio (estimated when planning)")
@@ -423,6 +438,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-shares", type=parse_shares, default=dict(DEFAULT_SHARES),
                         help="engine=weight,... share of utterances per engine (default "
                              + ",".join(f"{engine}={share:g}" for engine, share in DEFAULT_SHARES.items()) + ")")
+    parser.add_argument("--blend-spread", type=float, default=BlendFamily.spread,
+                        help="silero_blend: how far its talkers lie from Silero's training speakers' mean, relative to "
+                             "those speakers (default 1: within their range; 1.6: beyond it)")
+    parser.add_argument("--blend-seeds", type=parse_seed_range, default=BlendFamily().seeds,
+                        help="silero_blend: FIRST:STOP, one talker per seed, STOP not included (default 0:2000)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -436,10 +456,15 @@ def run(args: argparse.Namespace) -> int:
     if set(asked) & set(SILERO_ENGINES) and (reason := model_missing()):
         print(f"error: the silero voices need their model: {reason}", file=sys.stderr)
         return 2
+    try:
+        blend = BlendFamily(args.blend_spread, args.blend_seeds)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = {"train": args.hours * 3600, "dev": args.dev_hours * 3600, "test": args.test_hours * 3600}
-    plans = plan(seconds, args.engine_shares, args.seed)
-    write_voice_list(args.out, args.engine_shares, args.seed, args.hours)
+    plans = plan(seconds, args.engine_shares, args.seed, blend)
+    write_voice_list(args.out, args.engine_shares, args.seed, args.hours, blend)
     for split in ("dev", "test", "train"):  # small held-out sets first, so training can start on a partial train set
         written, failed = synthesize_split(plans[split], args.out, split, args.workers)
         log.info("%s: %d planned, %d written now, %d failed", split, len(plans[split]), written, failed)
