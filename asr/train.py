@@ -66,6 +66,9 @@ class TrainConfig:
     # Dropout on the inputs of the recurrent layers and the lookahead (model.DeepSpeech2), a regulariser against
     # fitting the few natural-sounding training voices' particulars (0: none). Not stored in the checkpoint.
     dropout: float = 0.0
+    # SortaGrad (DS2): the first epoch shortest first, a curriculum for a model that starts from nothing. A warm start
+    # does not need it, and a run cut short by --time-limit-minutes would then never reach the longer utterances.
+    sortagrad: bool = True
     spec_augment: bool = True
     # SpecAugment's mask counts (widths: asr.data.augment.SpecAugment's defaults). Frequency masks hide a band of
     # formant cues at a time, so no single spectral detail of a training voice can carry a character; time masks
@@ -202,7 +205,7 @@ def train(config: TrainConfig) -> Path:
     train_set = SpeechDataset(train_entries, feature_config, augmenter=augmenter, spec_augment=masks, vocal_tract_warp=warp)
     dev_set = SpeechDataset(dev_entries, feature_config)
     sampler = LengthBatchSampler([e.duration for e in train_entries], config.batch_seconds, config.max_batch_size,
-                                 sortagrad=True, seed=config.seed, num_replicas=context.world_size, rank=context.rank)
+                                 sortagrad=config.sortagrad, seed=config.seed, num_replicas=context.world_size, rank=context.rank)
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate_batch,
                                          num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
 

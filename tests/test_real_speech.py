@@ -11,7 +11,7 @@ import soundfile
 
 from asr.__main__ import main as cli_main
 from asr.data.manifest import read_manifest
-from asr.data.mix import main as mix_main
+from asr.data.mix import main as mix_main, mix
 from asr.data.real_speech import read_common_voice, read_corpus_manifest
 from asr.data.real_splits import SplitPlan, build_splits, main as real_splits_main, split_corpus
 
@@ -146,5 +146,14 @@ def test_mix_repeats_each_manifest_its_share_of_times(tmp_path, capsys):
     assert mix_main([str(synthetic), f"{real}=3", "--out", str(out)]) == 0
     assert [e.text for e in read_manifest(out)] == ["one", "two", "three", "three", "three"]
     assert read_manifest(out)[2].audio_filepath == (tmp_path / "real" / "audio" / "r1.wav").resolve()
-    assert mix_main([f"{real}=0", "--out", str(out)]) == 1
-    assert "whole number" in capsys.readouterr().err
+    for bad in ("0", "1.5", "-2", "many"):
+        assert mix_main([f"{real}={bad}", "--out", str(out)]) == 1
+        assert "fraction in (0, 1) or a whole number" in capsys.readouterr().err
+
+
+def test_mix_fraction_takes_a_stable_subset_of_about_that_share(tmp_path):
+    many = write_corpus(tmp_path, "many", [(f"u{index}.wav", "word", "a") for index in range(200)])
+    half = [e.audio_filepath for e in mix([(many, 0.5)])[0]]
+    assert 70 < len(half) < 130 and len(set(half)) == len(half)
+    assert half == [e.audio_filepath for e in mix([(many, 0.5)])[0]]
+    assert set([e.audio_filepath for e in mix([(many, 0.25)])[0]]) < set(half)  # a smaller share is a subset
