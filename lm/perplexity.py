@@ -1,7 +1,8 @@
 """Perplexity of a KenLM model on held-out sentences, with and without out-of-vocabulary words.
 
-`python -m lm.perplexity LM [TEXTFILE...]` scores the files' normalised lines, or, with no
-file, the dev split of the fortune sentences (the split the LM never sees in training).
+`python -m lm.perplexity LM [FILE...]` scores the files' normalised lines (a `.jsonl` file is read as a
+manifest: its transcripts), or, with no file, the dev split of the fortune sentences (the split the LM
+never sees in training).
 Both figures count the end-of-sentence token, as KenLM's and SRILM's do; "without OOVs"
 leaves the unknown words' tokens out of sum and count, SRILM's `ppl` convention.
 """
@@ -64,10 +65,19 @@ def held_out_sentences(split: str = "dev") -> list[str]:
     return sentences_by_split()[split]
 
 
+def manifest_transcripts(path: Path) -> list[str]:
+    """The transcripts of a JSON-lines manifest (already in the model's alphabet)."""
+    from asr.data.manifest import read_manifest
+
+    return [entry.text for entry in read_manifest(path)]
+
+
 def file_sentences(paths: Sequence[Path]) -> list[str]:
-    """Normalised non-empty lines of text files."""
-    lines = (normalize(line) for path in paths for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line]
+    """Normalised non-empty lines of text files, and the transcripts of manifests (`.jsonl`)."""
+    lines = []
+    for path in paths:
+        lines += manifest_transcripts(path) if path.suffix == ".jsonl" else path.read_text(encoding="utf-8").splitlines()
+    return [line for line in map(normalize, lines) if line]
 
 
 def load_model(path: Path) -> kenlm.Model:
@@ -91,7 +101,7 @@ def format_report(result: Perplexity, label: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lm.perplexity", description=__doc__.splitlines()[0])
     parser.add_argument("lm", type=Path, help="ARPA or KenLM binary file")
-    parser.add_argument("text", type=Path, nargs="*", help="text files, one sentence a line (default: the fortune dev split)")
+    parser.add_argument("text", type=Path, nargs="*", help="text files, one sentence a line, or .jsonl manifests (default: the fortune dev split)")
     parser.add_argument("--split", default="dev", choices=["dev", "test"], help="held-out fortune split when no text file is given")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
