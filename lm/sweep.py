@@ -1,13 +1,14 @@
 """Choose an LM: build a grid of orders, pruning, vocabulary sizes and quantisation, keep the best under a size cap.
 
     python -m lm.sweep --text-folder ../shared/lmtext --exclude-manifests data/real/dev*.jsonl data/real/test*.jsonl \
-        --choose-on real/dev-commonvoice --out lm/default
+        --choose-on real/dev --max-oov-rate 0.0157 --out lm/default
     python -m lm.sweep --source fortunes --out lm/fortunes
 
 The training text is prepared once (held-out sentences removed); every candidate is built from it, measured on
 every held-out set and printed as a Markdown table row. The winner, the smallest candidate whose perplexity on
 --choose-on (with OOVs) is within 1 % of the lowest among those whose binary and unigram list each fit the size
-cap, is copied to --out. Test sets are measured and reported, never used to choose.
+cap (and whose OOV rate there is at most --max-oov-rate), is copied to --out. Test sets are measured and reported,
+never used to choose.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ SMALL_TEXT_GRID: tuple[BuildOptions, ...] = tuple(
     for prune in ((), (0, 0, 1), (0, 1, 1))
     for quantize in (None, 8)
 )
-# Large text (a text folder, 28M words): unpruned models are several times the cap, so every point is pruned and
-# 8-bit; vocabulary sizes from the 60k floor up to about everything seen more than once.
+# Large text (a text folder, 28M words): a 4-gram pruned 0 1 2 3 is 17 MB and bigrams seen once alone overflow the
+# cap, so every point prunes them; 6-bit quantisation buys room for more n-grams than 8-bit at each vocabulary size.
 LARGE_TEXT_GRID: tuple[BuildOptions, ...] = tuple(
-    BuildOptions(order=order, prune=prune, vocabulary=vocabulary, quantize=8)
-    for order, prune in ((3, (0, 1, 2)), (3, (0, 1, 1)), (4, (0, 1, 2, 3)), (4, (0, 1, 3, 5)), (4, (0, 2, 4, 6)))
-    for vocabulary in (64_000, 100_000)
+    BuildOptions(order=len(prune), prune=prune, vocabulary=vocabulary, quantize=bits)
+    for prune in ((0, 2, 2), (0, 2, 3), (0, 2, 4), (0, 2, 4, 6), (0, 3, 5, 7))
+    for vocabulary, bits in ((64_000, 6), (100_000, 6), (100_000, 8), (120_000, 6))
 )
 GRIDS = {"small-text": SMALL_TEXT_GRID, "large-text": LARGE_TEXT_GRID}
 
@@ -88,11 +89,16 @@ def table_row(candidate: Candidate, sets: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def best(candidates: Sequence[Candidate], choose_on: str = "fortunes/dev", cap_bytes: int = SIZE_CAP_BYTES) -> Candidate:
-    """The smallest model under the cap whose perplexity on `choose_on` is within PERPLEXITY_TIE of the lowest there."""
+def best(candidates: Sequence[Candidate], choose_on: str = "fortunes/dev", cap_bytes: int = SIZE_CAP_BYTES,
+         max_oov_rate: float | None = None) -> Candidate:
+    """The smallest model under the cap (and at most `max_oov_rate` OOVs on `choose_on`) whose perplexity there is within
+    PERPLEXITY_TIE of the lowest. The OOV bound is what lets vocabulary sizes compete: perplexity with OOVs alone
+    favours the smaller vocabulary, whose unknown-word token soaks up the probability of every word it lacks."""
     fitting = [candidate for candidate in candidates if candidate.fits(cap_bytes)]
+    if max_oov_rate is not None:
+        fitting = [candidate for candidate in fitting if candidate.report.perplexity[choose_on]["oov_rate"] <= max_oov_rate]
     if not fitting:
-        raise ValueError(f"no candidate fits under {cap_bytes / 1e6:.1f} MB a file: add stronger pruning or a smaller vocabulary to the grid")
+        raise ValueError(f"no candidate fits under {cap_bytes / 1e6:.1f} MB a file (and the OOV bound): add stronger pruning or another vocabulary size to the grid")
     lowest = min(candidate.perplexity_on(choose_on) for candidate in fitting)
     tied = [candidate for candidate in fitting if candidate.perplexity_on(choose_on) <= lowest * (1 + PERPLEXITY_TIE)]
     return min(tied, key=lambda candidate: (candidate.shipped_bytes, candidate.perplexity_on(choose_on)))
@@ -127,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where the chosen model goes")
     parser.add_argument("--grid", choices=sorted(GRIDS), default=None, help="default: large-text with --text-folder, else small-text")
     parser.add_argument("--choose-on", default="fortunes/dev", help="held-out set that chooses, e.g. real/dev-commonvoice (default %(default)s)")
+    parser.add_argument("--max-oov-rate", type=float, default=None, help="leave out candidates with more OOVs on --choose-on, e.g. 0.0157")
     parser.add_argument("--report-on", nargs="+", default=None, help="held-out sets in the table (default: --choose-on, then the text folder's)")
     parser.add_argument("--work", type=Path, default=None, help="keep every candidate under this folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -143,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sets = args.report_on or [args.choose_on] + [name for name in text.evaluation if name.startswith("lmtext/")]
     with tempfile.TemporaryDirectory(prefix="lm-sweep-") as temporary:
         work = args.work or Path(temporary)
-        chosen = best(sweep(text, grid, work, sets), args.choose_on)
+        chosen = best(sweep(text, grid, work, sets), args.choose_on, max_oov_rate=args.max_oov_rate)
         install(chosen, args.out)
     print(f"chosen: {table_row(chosen, sets)} -> {args.out}")
     return 0

@@ -154,8 +154,9 @@ def test_settings_lmplz_would_refuse_are_rejected_with_a_reason(options):
         validate(options)
 
 
-def fake_candidate(order: int, megabytes: float, dev_perplexity: float, unigram_megabytes: float = 0.5) -> Candidate:
-    report = BuildReport([], {}, {}, 0, int(megabytes * 1e6), int(unigram_megabytes * 1e6), {"real/dev": {"with_oovs": dev_perplexity}})
+def fake_candidate(order: int, megabytes: float, dev_perplexity: float, unigram_megabytes: float = 0.5, oov_rate: float = 0.01) -> Candidate:
+    measured = {"real/dev": {"with_oovs": dev_perplexity, "oov_rate": oov_rate}}
+    report = BuildReport([], {}, {}, 0, int(megabytes * 1e6), int(unigram_megabytes * 1e6), measured)
     return Candidate(BuildOptions(order=order), report, Path("."))
 
 
@@ -169,6 +170,12 @@ def test_sweep_picks_the_smallest_model_within_one_percent_of_the_best_under_the
 def test_sweep_caps_each_shipped_file_not_their_sum():
     candidates = [fake_candidate(4, 9.4, 300.0, unigram_megabytes=9.6), fake_candidate(3, 9.4, 310.0, unigram_megabytes=1.0)]
     assert best(candidates, "real/dev").options.order == 3
+
+
+def test_sweep_oov_bound_keeps_a_small_vocabulary_from_winning_on_cheap_unknown_words():
+    candidates = [fake_candidate(3, 8.0, 240.0, oov_rate=0.0168), fake_candidate(4, 9.0, 245.0, oov_rate=0.0139)]
+    assert best(candidates, "real/dev").options.order == 3
+    assert best(candidates, "real/dev", max_oov_rate=0.0157).options.order == 4
 
 
 def test_osis_markup_becomes_running_text():
