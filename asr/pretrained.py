@@ -23,8 +23,8 @@ class BeamSettings:
     use_lm: bool = True
     lm_path: str | None = None  # None: the shipped default LM
     beam_width: int = 32
-    # Tuned with `python -m asr tune-lm data/real/dev.jsonl` on the shipped model and LM (2026-12-07): WER 84.08 %
-    # against 87.29 % at the earlier beta 1.0 (lm/README.md); the synthetic dev set also preferred beta -1.
+    # Tuned with `python -m asr tune-lm data/real/dev.jsonl` on the shipped model and LM (2026-12-07): WER 84.12 %
+    # against 87.34 % at the earlier beta 1.0 (lm/README.md); the synthetic dev set also preferred beta -1.
     alpha: float = 0.5
     beta: float = -1.0
     hotwords: tuple[str, ...] = ()
