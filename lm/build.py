@@ -1,8 +1,9 @@
 """Build a KenLM model for the decoder from English text: training text, ARPA, binary, unigram list, metadata.
 
+    python -m lm.build --source fortunes --exclude-manifests data/real/dev*.jsonl data/real/test*.jsonl \\
+        --out lm/default --order 4 -q 8                                 # the shipped default
     python -m lm.build --text-folder ../shared/lmtext --exclude-manifests data/real/dev*.jsonl data/real/test*.jsonl \\
-        --out lm/default --order 4 --prune 0 1 2 3 --vocabulary 80000 -q 8
-    python -m lm.build --source fortunes --out lm/fortunes --order 4 -q 8
+        --out lm/general --order 3 --prune 0 2 4 --vocabulary 100000 -q 6   # the general-English LM (lm/README.md)
     python -m lm.build --text my_corpus.txt --out my_lm
 
 Writes DIR/lm.binary (trie), DIR/unigrams.txt (the word list pyctcdecode wants beside the model),

@@ -14,7 +14,7 @@ import pytest
 from asr.text import normalize
 from lm import DEFAULT_LM_DIR
 from lm.build import (
-    BuildOptions, BuildReport, TextInput, arpa_unigrams, binary_vocabulary, build_lm, folder_inputs, main as build_main,
+    BuildOptions, BuildReport, TextInput, arpa_unigrams, binary_vocabulary, build_lm, main as build_main,
     most_frequent_words, notice_text, prepare_text, text_file_sentences, validate,
 )
 from lm.corpus import CorpusStats, is_held_out, leaking_lines, normalized_sentences, raw_sentences
