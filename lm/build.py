@@ -3,7 +3,7 @@
     python -m lm.build --source fortunes --exclude-manifests data/real/dev*.jsonl data/real/test*.jsonl \\
         --out lm/default --order 4 -q 8                                 # the shipped default
     python -m lm.build --text-folder ../shared/lmtext --exclude-manifests data/real/dev*.jsonl data/real/test*.jsonl \\
-        --out lm/general --order 3 --prune 0 2 4 --vocabulary 100000 -q 6   # the general-English LM (lm/README.md)
+        --out runs/lm/general --order 3 --prune 0 2 4 --vocabulary 100000 -q 6   # the general-English LM (lm/README.md)
     python -m lm.build --text my_corpus.txt --out my_lm
 
 Writes DIR/lm.binary (trie), DIR/unigrams.txt (the word list pyctcdecode wants beside the model),

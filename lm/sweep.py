@@ -1,8 +1,8 @@
 """Choose an LM: build a grid of orders, pruning, vocabulary sizes and quantisation, keep the best under a size cap.
 
     python -m lm.sweep --text-folder ../shared/lmtext --exclude-manifests data/real/dev*.jsonl data/real/test*.jsonl \
-        --choose-on real/dev --max-oov-rate 0.0157 --out lm/default
-    python -m lm.sweep --source fortunes --out lm/fortunes
+        --choose-on real/dev --max-oov-rate 0.0157 --out runs/lm/general
+    python -m lm.sweep --source fortunes --out runs/lm/fortunes
 
 The training text is prepared once (held-out sentences removed); every candidate is built from it, measured on
 every held-out set and printed as a Markdown table row. The winner, the smallest candidate whose perplexity on
