@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from asr.decoding import DecodeResult, GreedyDecoder
+from asr.decoding import DecodeResult, GreedyDecoder, ScoredHypothesis
 from asr.features import FeatureConfig, StreamingFeaturizer, compute_features
 from asr.model import DeepSpeech2, StreamState, fold_batchnorms
 from asr.text import BLANK_INDEX, SPACE_INDEX
@@ -28,6 +28,9 @@ class DecoderStream(Protocol):
 
 class Decoder(Protocol):
     def new_stream(self) -> DecoderStream: ...
+
+
+N_BEST = 5  # hypotheses an utterance keeps of its beam search, scores split (for display and export)
 
 
 # (features (1, T, n_mels), state) -> (log_probs (1, T_out, labels), new state); Batch Dispatch supplies its own.
@@ -53,6 +56,8 @@ class Utterance:
     beam: DecodeResult | None
     features: np.ndarray  # (frames, n_mels) log-mel
     log_probs: np.ndarray  # (frames / subsampling, labels)
+    plain_beam: DecodeResult | None = None  # the comparison beam search without an LM, where one ran
+    n_best: tuple[ScoredHypothesis, ...] = ()  # the beam search's best final hypotheses
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Partial:
     chunk_seconds: float  # audio in this chunk
     compute_seconds: float  # wall time spent on this chunk
     real_time_factor: float  # total compute / total audio (below 1 is faster than real time)
+    plain_beam: str | None = None  # the comparison beam search (no LM) on the current utterance, where one runs
 
 
 class Recognizer:
@@ -84,8 +90,10 @@ class Recognizer:
     def seconds_per_output_frame(self) -> float:
         return self.feature_config.frame_seconds * self.model.config.time_subsampling
 
-    def create_stream(self, endpoint: EndpointConfig | None = None, beam_decoder: Decoder | None = None) -> "Stream":
-        return Stream(self, endpoint or self.endpoint, beam_decoder if beam_decoder is not None else self.beam_decoder)
+    def create_stream(self, endpoint: EndpointConfig | None = None, beam_decoder: Decoder | None = None,
+                      plain_beam_decoder: Decoder | None = None) -> "Stream":
+        return Stream(self, endpoint or self.endpoint, beam_decoder if beam_decoder is not None else self.beam_decoder,
+                      plain_beam_decoder)
 
     def transcribe(self, samples, sample_rate: int) -> tuple[DecodeResult, DecodeResult | None, np.ndarray]:
         """Offline: the whole signal at once through `forward`; returns greedy, beam and log-probs."""
@@ -105,10 +113,15 @@ class Recognizer:
 class Stream:
     """One speaker's state: featurizer remainder, model state, decoder hypotheses, current utterance."""
 
-    def __init__(self, recognizer: Recognizer, endpoint: EndpointConfig, beam_decoder: Decoder | None):
+    def __init__(self, recognizer: Recognizer, endpoint: EndpointConfig, beam_decoder: Decoder | None,
+                 plain_beam_decoder: Decoder | None = None):
         self.recognizer = recognizer
         self.endpoint = endpoint
         self.beam_decoder = beam_decoder
+        # A second beam search beside the first (the demo's "without the LM" column). Assigning it (from any thread)
+        # takes effect at the next chunk: the current utterance's frames so far are decoded once to catch up.
+        self.plain_beam_decoder = plain_beam_decoder
+        self.plain_beam = None
         self.featurizer = StreamingFeaturizer(recognizer.feature_config)
         self.model_state = recognizer.model.initial_state(1, recognizer.device)
         self._held_frames = torch.zeros(0, recognizer.feature_config.n_mels)
@@ -135,6 +148,7 @@ class Stream:
         return partial
 
     def _process(self, frames: torch.Tensor, chunk_seconds: float, started: float, end_of_stream: bool) -> Partial:
+        self._follow_plain_beam_decoder()
         log_probs = self._run_model(frames, flush=end_of_stream)
         if end_of_stream:
             tail, self.model_state = self.recognizer.model.finish(self.model_state)
@@ -148,7 +162,23 @@ class Stream:
             greedy=self.greedy.result().text, beam=self.beam.result().text if self.beam else None,
             new_log_probs=log_probs, finished=finished, audio_seconds=self.audio_seconds, chunk_seconds=chunk_seconds,
             compute_seconds=elapsed, real_time_factor=self.compute_seconds / max(self.audio_seconds, 1e-9),
+            plain_beam=self.plain_beam.result().text if self.plain_beam else None,
         )
+
+    def live_n_best(self, count: int = N_BEST) -> list[ScoredHypothesis]:
+        """The beam search's best hypotheses for the utterance so far (call between chunks, from the feeding thread)."""
+        listing = getattr(self.beam, "n_best", None)
+        return listing(count) if listing is not None else []
+
+    def _follow_plain_beam_decoder(self) -> None:
+        """Start (catching up on this utterance's frames) or stop the comparison search when its decoder changed."""
+        wanted = self.plain_beam_decoder
+        if wanted is None:
+            self.plain_beam, self._plain_from = None, None
+        elif wanted is not getattr(self, "_plain_from", None):
+            self.plain_beam, self._plain_from = wanted.new_stream(), wanted
+            if self._log_probs:
+                self.plain_beam.extend(np.concatenate(self._log_probs))
 
     def _run_model(self, frames: torch.Tensor, flush: bool = False) -> np.ndarray:
         """Step the model on whole multiples of the time subsampling (the rest, under one output frame, waits), so
@@ -205,6 +235,8 @@ class Stream:
         self.greedy.extend(log_probs)
         if self.beam:
             self.beam.extend(log_probs)
+        if self.plain_beam:
+            self.plain_beam.extend(log_probs)
         self._speech_seen = self._speech_seen or bool(is_letter.any())
         trailing = len(blank) - (np.flatnonzero(~blank)[-1] + 1) if (~blank).any() else len(blank)
         self._blank_run = trailing if trailing < len(blank) else self._blank_run + len(blank)
@@ -221,6 +253,8 @@ class Stream:
             greedy=self.greedy.finalize(), beam=self.beam.finalize() if self.beam else None,
             features=features[:feature_frames],
             log_probs=np.concatenate(self._log_probs) if self._log_probs else np.zeros((0, self.recognizer.model.config.num_labels), np.float32),
+            plain_beam=self.plain_beam.finalize() if self.plain_beam else None,
+            n_best=tuple(self.beam.final_n_best(N_BEST)) if hasattr(self.beam, "final_n_best") else (),
         )
         self.utterances_done += 1
         leftover = features[feature_frames:]
@@ -232,6 +266,8 @@ class Stream:
     def _start_utterance(self, start_seconds: float) -> None:
         self.greedy = self.recognizer.greedy_decoder.new_stream()
         self.beam = self.beam_decoder.new_stream() if self.beam_decoder else None
+        self._plain_from = self.plain_beam_decoder
+        self.plain_beam = self.plain_beam_decoder.new_stream() if self.plain_beam_decoder else None
         self._start_seconds = start_seconds
         self._utterance_frames = 0
         self._blank_run = 0
