@@ -38,6 +38,12 @@ MAX_UPLOAD = "50mb"  # Gradio refuses bigger uploads; handlers.UPLOAD_MAX_BYTES 
 MAX_RECORDINGS = 4
 QUEUE_SIZE = 32
 EVENTS_AT_ONCE = 4  # every other event (page load, Stop, settings, uploads at 2) per listener
+# A click on a finished utterance (anywhere in its paragraph) tells the server which one; listening on the component's
+# own element keeps working while its HTML is replaced with every update.
+CLICK_TO_SELECT = """element.addEventListener('click', event => {
+  const line = event.target.closest('[data-utterance]');
+  if (line) trigger('click', {utterance: Number(line.dataset.utterance)});
+});"""
 
 
 def example_rows() -> tuple[list[list[str]], list[str]]:
@@ -58,8 +64,10 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
         gr.Markdown(
             "# Streaming Deep Speech 2\n"
             "Speak, and watch two transcripts of the same model grow as you talk: **greedy CTC** on the left, "
-            "**beam search with a KenLM language model** on the right. Words where they differ are highlighted. "
-            "A pause closes an utterance; finished utterances stay above the one in progress.\n\n"
+            "**beam search with a KenLM language model** on the right. Words where they differ are highlighted; "
+            "switch on the middle column to see what the language model alone changes. A pause closes an utterance; "
+            "finished utterances stay above the one in progress: hover a word for its time and confidence (shaded: "
+            "the acoustic model was unsure), click an utterance to hear it and see its best hypotheses.\n\n"
             f"Model `{engine.model_name}` · language model `{engine.lm_name}` · device `{engine.device}`"
         )
         notice = gr.HTML(elem_id="notice")
@@ -77,17 +85,27 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
                     gr.Examples(rows, inputs=[upload], example_labels=labels, label="Example clips (voices and sentences the model never trained on)",
                                 elem_id="examples")
 
-        transcripts = gr.HTML(elem_id="transcripts")
+        transcripts = gr.HTML(elem_id="transcripts", js_on_load=CLICK_TO_SELECT)
+        with gr.Accordion("Best hypotheses of the beam search (n-best), scores split", open=True):
+            n_best = gr.HTML(elem_id="nbest")
         with gr.Row():
             with gr.Column(scale=1):
                 figures = gr.HTML(elem_id="figures")
                 with gr.Accordion("Beam search settings (apply from the next utterance)", open=True):
                     use_lm = gr.Checkbox(value=defaults.use_lm, label="Use the language model")
+                    compare = gr.Checkbox(value=defaults.compare_without_lm, elem_id="compare",
+                                          label="Also show beam search without the LM (middle column)")
                     beam_width = gr.Slider(1, handlers.MAX_BEAM_WIDTH, value=defaults.beam_width, step=1, label="Beam width")
                     alpha = gr.Slider(0.0, 3.0, value=defaults.alpha, step=0.05, label="α: language model weight")
                     beta = gr.Slider(-2.0, 5.0, value=defaults.beta, step=0.1, label="β: word insertion bonus")
                     hotwords = gr.Textbox(value=defaults.hotwords, label="Hotwords (comma-separated; Enter to apply)",
                                           placeholder="e.g. deep speech, kenlm")
+                player = gr.Audio(label="Clicked utterance", type="numpy", autoplay=True, interactive=False, elem_id="player")
+                with gr.Group():
+                    export_format = gr.Radio(["txt", "srt", "json"], value="txt", label="Export finished utterances as",
+                                             elem_id="export-format")
+                    export = gr.Button("Export transcript", elem_id="export-button")
+                    exported = gr.File(label="Transcript file", interactive=False, elem_id="export-file")
                 clear = gr.Button("Clear history")
             with gr.Column(scale=2):
                 gr.Markdown("**Last finished utterance**: log-mel spectrogram, and under it on the same time axis the "
@@ -96,16 +114,27 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
                 picture = gr.Image(show_label=False, type="numpy", interactive=False, elem_id="picture",
                                    buttons=["download", "fullscreen"])
 
-        controls = [use_lm, beam_width, alpha, beta, hotwords]
-        shown = [session, transcripts, figures, notice, picture]
+        controls = [use_lm, beam_width, alpha, beta, hotwords, compare]
+        shown = [session, transcripts, figures, notice, picture, n_best]
 
         def read_controls(values) -> handlers.Controls:
-            use, width, weight, bonus, words = values
-            return handlers.Controls(use_lm=bool(use), beam_width=int(width), alpha=float(weight), beta=float(bonus), hotwords=words or "")
+            use, width, weight, bonus, words, third = values
+            return handlers.Controls(use_lm=bool(use), beam_width=int(width), alpha=float(weight), beta=float(bonus), hotwords=words or "",
+                                     compare_without_lm=bool(third))
 
         def show(result: tuple[handlers.Session, handlers.View]):
-            state, view = result
-            return state, view.transcripts, view.figures, view.notice, (view.picture if view.picture_changed else gr.skip())
+            state, view = result[:2]
+            return (state, view.transcripts, view.figures, view.notice, (view.picture if view.picture_changed else gr.skip()),
+                    view.n_best)
+
+        def line_clicked(state, event: gr.EventData):
+            data = event._data if isinstance(getattr(event, "_data", None), dict) else {}
+            result = handlers.on_select_line(engine, state, data.get("utterance"))
+            return *show(result), (result[2] if result[2] is not None else gr.skip())
+
+        def export_clicked(state, fmt):
+            result = handlers.on_export(engine, state, fmt)
+            return *show(result), result[2]
 
         def load(state, *values):
             return show(handlers.on_load(engine, state, read_controls(values)))
@@ -140,6 +169,9 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
         for slider in (beam_width, alpha, beta):
             slider.release(controls_changed, [session, *controls], shown, **quiet)
         use_lm.input(controls_changed, [session, *controls], shown, **quiet)
+        compare.input(controls_changed, [session, *controls], shown, **quiet)
+        transcripts.click(line_clicked, [session], [*shown, player], **quiet)
+        export.click(export_clicked, [session, export_format], [*shown, exported], **quiet)
         hotwords.submit(controls_changed, [session, *controls], shown, **quiet)
         hotwords.blur(controls_changed, [session, *controls], shown, **quiet)
         microphone.start_recording(record_start, [session], shown, **quiet)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +25,7 @@ from demo.session import DecoderChoice, Engine, FinishedLine, Session, load_engi
 log = logging.getLogger("demo")
 
 MICROPHONE, UPLOAD = "microphone", "upload"
+EXPORT_FORMATS = ("txt", "srt", "json")
 UPLOAD_MAX_BYTES = 50 * 2**20
 UPLOAD_MAX_SECONDS = 600.0
 UPLOAD_CHUNK_SECONDS = 0.4  # files go through the Stream in chunks the size the microphone sends
@@ -42,6 +43,7 @@ class Controls:
     alpha: float = BeamSettings.alpha
     beta: float = BeamSettings.beta
     hotwords: str = ""  # comma-separated words or phrases
+    compare_without_lm: bool = False  # a third column: the same beam search without the LM
 
 
 @dataclass
@@ -53,6 +55,7 @@ class View:
     notice: str
     picture: np.ndarray | None = None
     picture_changed: bool = False
+    n_best: str = ""
 
 
 def settings_for(engine: Engine, controls: Controls) -> BeamSettings:
@@ -84,6 +87,7 @@ def on_load(engine: Engine, session: Session | None, controls: Controls) -> tupl
     """A fresh page: show the settings' warnings (a missing LM) before anything is said."""
     session = _live(engine, session)
     session.choose_decoder(_decoder(engine, controls))
+    session.choose_comparison(_comparison(engine, controls))
     return session, view_of(session)
 
 
@@ -91,6 +95,7 @@ def on_controls_change(engine: Engine, session: Session | None, controls: Contro
     """Build (or fetch) the decoder for the new settings now, so the next utterance starts without a wait."""
     session = _live(engine, session)
     session.choose_decoder(_decoder(engine, controls))
+    session.choose_comparison(_comparison(engine, controls))  # the third column starts or stops at once
     with session.lock:
         pending = session.stream is not None and session.upcoming != session.current
         session.info = "New beam search settings apply from the next utterance." if pending else ""
@@ -118,6 +123,7 @@ def on_microphone_chunk(engine: Engine, session: Session | None, audio, controls
             session.errors = [f"{MICROPHONE}: {error}"]
         return session, view_of(session)
     choice = _decoder(engine, controls)
+    session.choose_comparison(_comparison(engine, controls))
     with session.lock:
         if session.stream is None or session.source != MICROPHONE:
             session.start_stream(MICROPHONE, choice)
@@ -155,6 +161,7 @@ def on_file(engine: Engine, session: Session | None, path: str | None, controls:
         return
     name = Path(path).name
     log.info("session %d: file %s, %.1f s at %d Hz", session.id, name, len(samples) / sample_rate, sample_rate)
+    session.choose_comparison(_comparison(engine, controls))
     number = session.start_stream(f"{UPLOAD}: {name}", _decoder(engine, controls))
     chunk = max(1, int(round(UPLOAD_CHUNK_SECONDS * sample_rate)))
     for start in range(0, len(samples), chunk):
@@ -169,6 +176,33 @@ def on_file(engine: Engine, session: Session | None, path: str | None, controls:
             return
         session.finish_stream()
     yield session, view_of(session)
+
+
+def on_select_line(engine: Engine, session: Session | None, number) -> tuple[Session, View, tuple[int, np.ndarray] | None]:
+    """A finished utterance was clicked: show its n-best, and hand back its audio to play (None once it is dropped)."""
+    session = _live(engine, session)
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        return session, view_of(session), None
+    with session.lock:
+        if any(line.number == number for line in session.history):
+            session.selected_line = number
+            audio = session.utterance_audio(number)
+            session.info = "" if audio is not None else "The audio of older utterances is not kept; its n-best is shown."
+        else:
+            audio = None
+    return session, view_of(session), audio
+
+
+def on_export(engine: Engine, session: Session | None, fmt: str) -> tuple[Session, View, str | None]:
+    """The session's finished utterances as a file to download: txt, srt or json."""
+    session = _live(engine, session)
+    fmt = (fmt or "txt").lower()
+    path = session.export(fmt) if fmt in EXPORT_FORMATS else None
+    with session.lock:
+        session.info = "" if path else "Nothing to export yet: finished utterances are exported (speak, then pause or press Stop)."
+    return session, view_of(session), path
 
 
 def on_clear(engine: Engine, session: Session | None) -> tuple[Session, View]:
@@ -204,6 +238,13 @@ def _decoder(engine: Engine, controls: Controls) -> DecoderChoice:
     return engine.decoder_for(settings_for(engine, controls))
 
 
+def _comparison(engine: Engine, controls: Controls) -> DecoderChoice | None:
+    """The same beam search without the LM, when the third column is on (and the main search has an LM to compare)."""
+    if not (controls.compare_without_lm and controls.use_lm):
+        return None
+    return engine.decoder_for(replace(settings_for(engine, controls), use_lm=False))
+
+
 def _when(line: FinishedLine) -> str:
     """Where and when an utterance was said: "mic 0:03.2-0:05.9" or "clip.wav 0:00.0-0:02.1"."""
     where = "mic" if line.source == MICROPHONE else line.source.removeprefix(f"{UPLOAD}: ")
@@ -213,13 +254,17 @@ def _when(line: FinishedLine) -> str:
 def view_of(session: Session) -> View:
     """What the tab should show now (the picture only when it changed since the last view)."""
     with session.lock:
-        lines = [render.TranscriptLine(line.greedy, line.beam, _when(line), beam_note=line.decoder.label if line.decoder else "")
+        lines = [render.TranscriptLine(line.greedy, line.beam, _when(line), beam_note=line.decoder.label if line.decoder else "",
+                                       plain=line.plain_beam, words=line.record.words if line.record else (), number=line.number,
+                                       selected=line.number == session.selected_line)
                  for line in session.history]
         greedy, beam = session.partial
         current = session.current
         newest = current if session.stream is not None or not session.history else session.history[-1].decoder
         if session.stream is not None and (greedy or beam):
-            lines.append(render.TranscriptLine(greedy, beam, "now", final=False, beam_note=current.label if current else ""))
+            lines.append(render.TranscriptLine(greedy, beam, "now", final=False, beam_note=current.label if current else "",
+                                               plain=session.partial_plain))
+        show_plain = session.compare_without_lm is not None or any(line.plain_beam is not None for line in session.history)
         # The title speaks for the newest line; each line's note says what it was decoded with.
         beam_title = "Beam search + LM" if newest is None or newest.has_lm else "Beam search (no LM)"
         figures, chunks = session.figures, session.figures.get("chunks", 0)
@@ -234,6 +279,17 @@ def view_of(session: Session) -> View:
         )
         picture_changed = session.picture_version != session.picture_shown
         session.picture_shown = session.picture_version
-        return View(transcripts=render.transcripts_html(lines, beam_title), figures=render.figures_html(live),
+        return View(transcripts=render.transcripts_html(lines, beam_title, show_plain=show_plain), figures=render.figures_html(live),
                     notice=render.notice_html(session.errors, session.warnings, session.info),
-                    picture=session.picture if picture_changed else None, picture_changed=picture_changed)
+                    picture=session.picture if picture_changed else None, picture_changed=picture_changed,
+                    n_best=_n_best_view(session, beam_title))
+
+
+def _n_best_view(session: Session, beam_title: str) -> str:
+    """The live n-best of the utterance under way, and the clicked (else the newest) finished utterance's final one."""
+    live = session.live_n_best if session.stream is not None else []
+    chosen = next((line for line in session.history if line.number == session.selected_line), None)
+    chosen = chosen or (session.history[-1] if session.history else None)
+    finished = chosen.record.n_best if chosen is not None and chosen.record is not None else ()
+    finished_title = f"{beam_title}, utterance {chosen.number} ({_when(chosen)}), final" if chosen is not None else ""
+    return render.n_best_html(live, f"{beam_title}, now", finished, finished_title)

@@ -12,11 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asr.decoding import ScoredHypothesis
 from asr.text import BLANK_INDEX, LABELS
+from asr.transcript import LOW_CONFIDENCE, TimedWord
+
+RICH_LINES = 20  # the newest finished lines carry word timings and confidences; older ones are plain text (smaller page)
 
 # Words where the two decoders disagree are marked in both columns.
 CSS = """
 #transcripts .columns { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+#transcripts .columns.three { grid-template-columns: 1fr 1fr 1fr; }
+@media (max-width: 800px) { #transcripts .columns, #transcripts .columns.three { grid-template-columns: 1fr; } }
 #transcripts .column { border: 1px solid var(--border-color-primary, #ddd); border-radius: 8px; padding: 8px 10px; }
 #transcripts h3 { margin: 0 0 6px 0; font-size: 1rem; }
 #transcripts .scroll { max-height: 320px; overflow-y: auto; display: flex; flex-direction: column-reverse; }
@@ -24,6 +30,19 @@ CSS = """
 #transcripts .utterance.partial { opacity: 0.75; font-style: italic; }
 #transcripts .when { display: block; color: var(--body-text-color-subdued, #888); font-size: 0.75em; }
 #transcripts mark.differs { background: #ffe08a; color: inherit; border-radius: 3px; padding: 0 2px; }
+#transcripts mark.differs-lm { background: #c9e4ff; color: inherit; border-radius: 3px; padding: 0 2px; }
+#transcripts mark.differs.differs-lm { background: linear-gradient(#ffe08a 50%, #c9e4ff 50%); }
+#transcripts .w.low { color: #9a6a00; text-decoration: underline dotted #c98a00; }
+#transcripts .w.very-low { color: #b03030; text-decoration: underline dotted #b03030; }
+#transcripts .utterance[data-utterance] { cursor: pointer; border-radius: 4px; }
+#transcripts .utterance[data-utterance]:hover { background: var(--background-fill-secondary, #f3f3f3); }
+#transcripts .utterance.selected { outline: 2px solid #7aa7e0; }
+#transcripts .play { color: var(--body-text-color-subdued, #888); font-size: 0.8em; margin-right: 4px; }
+#nbest table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
+#nbest th, #nbest td { padding: 2px 8px; text-align: right; border-bottom: 1px solid var(--border-color-primary, #eee); }
+#nbest td.text, #nbest th.text { text-align: left; }
+#nbest h4 { margin: 6px 0 2px 0; font-size: 0.95rem; }
+#nbest .empty, #nbest .note { color: var(--body-text-color-subdued, #888); font-size: 0.85em; }
 #transcripts .empty { color: var(--body-text-color-subdued, #888); }
 #figures table { border-collapse: collapse; }
 #figures td { padding: 2px 12px 2px 0; }
@@ -42,6 +61,10 @@ class TranscriptLine:
     label: str  # when it was said, e.g. "0:03.2-0:05.9"
     final: bool = True
     beam_note: str = ""  # the beam settings it was decoded with
+    plain: str | None = None  # beam search without the LM (the third column), where it ran
+    words: tuple[TimedWord, ...] = ()  # the beam transcript's words with times and confidences (finished lines)
+    number: int | None = None  # a finished line's number: the page sends it back when the line is clicked
+    selected: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,30 +94,91 @@ def differing_words(greedy_words: list[str], beam_words: list[str]) -> tuple[lis
     return greedy_flags, beam_flags
 
 
-def _marked(words: list[str], flags: list[bool]) -> str:
-    return " ".join(f'<mark class="differs">{html.escape(w)}</mark>' if differs else html.escape(w)
-                    for w, differs in zip(words, flags))
+def _marked(words: list[str], flags: list[bool], lm_flags: list[bool] | None = None,
+            timings: tuple[TimedWord, ...] = ()) -> str:
+    """Words with their differences marked: `differs` against the column to the left (greedy vs beam), `differs-lm`
+    between beam and beam + LM; with timings, each word says its time and confidence on hover."""
+    lm_flags = lm_flags or [False] * len(words)
+    timed = len(timings) == len(words) and all(t.word == w for t, w in zip(timings, words))
+    pieces = []
+    for index, word in enumerate(words):
+        text = html.escape(word)
+        if timed:
+            timing = timings[index]
+            shade = " very-low" if timing.confidence < LOW_CONFIDENCE / 2 else " low" if timing.confidence < LOW_CONFIDENCE else ""
+            text = (f'<span class="w{shade}" data-start="{timing.start:.2f}" data-end="{timing.end:.2f}" '
+                    f'data-confidence="{timing.confidence:.3f}" title="{clock(timing.start)}–{clock(timing.end)} · '
+                    f'confidence {timing.confidence:.2f}">{text}</span>')
+        classes = " ".join(name for name, on in (("differs", flags[index]), ("differs-lm", lm_flags[index])) if on)
+        pieces.append(f'<mark class="{classes}">{text}</mark>' if classes else text)
+    return " ".join(pieces)
 
 
-def transcripts_html(lines: list[TranscriptLine], beam_title: str = "Beam search") -> str:
-    """Two columns, greedy and beam, one paragraph per utterance, newest at the bottom."""
-    columns = {"greedy": [], "beam": []}
+def transcripts_html(lines: list[TranscriptLine], beam_title: str = "Beam search", show_plain: bool = False) -> str:
+    """Greedy and beam columns (and beam without the LM between them when `show_plain`), one paragraph per
+    utterance, newest at the bottom; differences marked pairwise (greedy vs beam, beam vs beam + LM)."""
+    columns = {"greedy": [], "plain": [], "beam": []}
+    rich_from = max(0, sum(1 for line in lines if line.final) - RICH_LINES)
+    finished = 0
     for line in lines:
         greedy_words, beam_words = line.greedy.split(), (line.beam or "").split()
-        greedy_flags, beam_flags = differing_words(greedy_words, beam_words) if line.beam is not None else ([False] * len(greedy_words), [])
-        css = "utterance" + ("" if line.final else " partial")
-        when = f'<span class="when">{html.escape(line.label)}</span>'
-        beam_when = f'<span class="when">{html.escape(" · ".join(filter(None, (line.label, line.beam_note))))}</span>'
-        columns["greedy"].append(f'<p class="{css}">{when}<span class="words">{_marked(greedy_words, greedy_flags)}</span></p>')
-        columns["beam"].append(f'<p class="{css}">{beam_when}<span class="words">{_marked(beam_words, beam_flags)}</span></p>')
+        plain_words = (line.plain or "").split()
+        no_flags = lambda words: [False] * len(words)  # noqa: E731
+        if show_plain and line.plain is not None:
+            greedy_flags, plain_flags = differing_words(greedy_words, plain_words)
+            plain_lm_flags, beam_lm_flags = differing_words(plain_words, beam_words) if line.beam is not None else (no_flags(plain_words), [])
+            beam_flags = no_flags(beam_words)
+        else:
+            greedy_flags, beam_flags = differing_words(greedy_words, beam_words) if line.beam is not None else (no_flags(greedy_words), [])
+            plain_flags, plain_lm_flags, beam_lm_flags = [], [], None
+        rich = line.final and finished >= rich_from
+        finished += line.final
+        css = "utterance" + ("" if line.final else " partial") + (" selected" if line.selected else "")
+        number = f' data-utterance="{line.number}"' if line.final and line.number is not None else ""
+        play = '<span class="play" title="play this utterance">▶</span>' if number else ""
+        when = f'<span class="when">{play}{html.escape(line.label)}</span>'
+        beam_when = f'<span class="when">{play}{html.escape(" · ".join(filter(None, (line.label, line.beam_note))))}</span>'
+        columns["greedy"].append(f'<p class="{css}"{number}>{when}<span class="words">{_marked(greedy_words, greedy_flags)}</span></p>')
+        if show_plain:
+            body = _marked(plain_words, plain_flags, plain_lm_flags) if line.plain is not None else '<span class="empty">(not decoded: switched on later)</span>'
+            columns["plain"].append(f'<p class="{css}"{number}>{when}<span class="words">{body}</span></p>')
+        beam_html = _marked(beam_words, beam_flags, beam_lm_flags, line.words if rich else ())
+        columns["beam"].append(f'<p class="{css}"{number}>{beam_when}<span class="words">{beam_html}</span></p>')
     empty = '<p class="empty">Nothing yet: press Record and speak, or pick a file.</p>'
     parts = []
-    for key, title in (("greedy", "Greedy CTC"), ("beam", beam_title)):
+    shown = [("greedy", "Greedy CTC")] + ([("plain", "Beam search, no LM")] if show_plain else []) + [("beam", beam_title)]
+    for key, title in shown:
         body = "".join(columns[key]) or empty
         # column-reverse keeps the view scrolled to the newest line; the inner div keeps reading order.
         parts.append(f'<div class="column {key}"><h3>{html.escape(title)}</h3>'
                      f'<div class="scroll"><div>{body}</div></div></div>')
-    return f'<div class="columns">{"".join(parts)}</div>'
+    return f'<div class="columns{" three" if show_plain else ""}">{"".join(parts)}</div>'
+
+
+def n_best_html(live: list[ScoredHypothesis], live_title: str, finished: tuple[ScoredHypothesis, ...], finished_title: str) -> str:
+    """The beam search's best hypotheses with their scores split: the utterance under way, and a finished one."""
+    def table(hypotheses, title: str, css: str) -> str:
+        if not hypotheses:
+            return ""
+        hotwords = any(h.hotwords for h in hypotheses)
+        head = ('<tr><th>#</th><th class="text">hypothesis</th><th title="the score the beam is ranked by">total</th>'
+                '<th title="CTC log-probability of the transcript">acoustic</th><th title="alpha × LM log-probability '
+                '(with its out-of-vocabulary penalties)">LM</th><th title="beta for each word">word bonus</th>'
+                + ("<th>hotwords</th>" if hotwords else "") + "</tr>")
+        rows = []
+        for rank, h in enumerate(hypotheses, start=1):
+            cells = [f"{h.total:.2f}", f"{h.acoustic:.2f}", f"{h.language_model:.2f}", f"{h.word_bonus:.2f}"] + ([f"{h.hotwords:.2f}"] if hotwords else [])
+            data = (f'data-total="{h.total!r}" data-acoustic="{h.acoustic!r}" data-lm="{h.language_model!r}" '
+                    f'data-bonus="{h.word_bonus!r}" data-hotwords="{h.hotwords!r}"')
+            rows.append(f'<tr class="hypothesis" {data}><td>{rank}</td><td class="text">{html.escape(h.text) or "∅"}</td>'
+                        + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+        return f'<div class="{css}"><h4>{html.escape(title)}</h4><table>{head}{"".join(rows)}</table></div>'
+
+    body = table(live, live_title, "live") + table(finished, finished_title, "finished")
+    if not body:
+        return '<p class="empty">The beam search\'s best hypotheses, with their scores split, appear here as you speak.</p>'
+    return body + ('<p class="note">total = acoustic + LM + word bonus (log scale; higher is better). Click a finished '
+                   "utterance to see its list and hear it.</p>")
 
 
 def clock(seconds: float) -> str:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
+import tempfile
 import threading
+import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr.decoding import ScoredHypothesis
 from asr.features import AudioError
 from asr.pretrained import DEFAULT_LM, DEFAULT_MODEL, BeamSettings, build_beam_decoder, load_recognizer
 from asr.streaming import EndpointConfig, Partial, Recognizer, Stream, Utterance
+from asr.transcript import UtteranceRecord, record_of
+from asr.transcript import render as render_document
 from demo import render
 
 log = logging.getLogger("demo")
@@ -32,6 +38,10 @@ DECODER_CACHE_SIZE = 8
 WORKER_THREADS = 4  # sessions decoded at the same moment; the others' audio waits in their queues
 FINISH_TIMEOUT_SECONDS = 60.0  # how long Stop waits for queued audio before giving the stream up
 SUPERSEDE_TIMEOUT_SECONDS = 2.0  # a new input waits this long for the old one's queue, then drops it
+N_BEST_REFRESH_SECONDS = 1.0  # the live n-best panel is listed at most this often (a display, not a per-frame cost)
+PLAYBACK_UTTERANCES = 30  # the newest finished utterances keep their audio for playback (16-bit, at the input rate)
+PLAYBACK_PADDING_SECONDS = 0.15  # utterance bounds come from output frames; a little margin keeps word edges audible
+RETAINED_AUDIO_SECONDS = 45.0  # audio kept for the utterance under way (endpointing closes one at 30 s)
 
 
 class DecoderCache:
@@ -134,6 +144,48 @@ class FinishedLine:
     end_seconds: float
     source: str
     decoder: DecoderChoice | None  # what its beam search ran with
+    plain_beam: str | None = None  # the comparison beam search without the LM, where it ran
+    record: UtteranceRecord | None = None  # word timings, confidences and n-best, for display and export
+    number: int = 0  # the session's count of finished lines: what the page names it by when it is clicked
+    audio: tuple[int, np.ndarray] | None = None  # (sample rate, int16 samples) for playback; dropped when old
+
+
+class AudioRetainer:
+    """The recent audio of the open stream, so a finished utterance can be cut out of it for playback."""
+
+    def __init__(self):
+        self.rate: int | None = None
+        self.chunks: deque[np.ndarray] = deque()  # int16 at self.rate
+        self.start_seconds = 0.0  # stream time of the first kept sample
+        self.kept = 0  # samples in chunks
+
+    def add(self, samples: np.ndarray, rate: int) -> None:
+        if self.rate is None:
+            self.rate = rate
+        if rate != self.rate:  # a stream changing rate midway is rare: resample that chunk to the first rate
+            samples = torchaudio_resample(samples, rate, self.rate)
+        clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+        chunk = (np.nan_to_num(clipped) * 32767).astype(np.int16)
+        self.chunks.append(chunk)
+        self.kept += len(chunk)
+        while self.chunks and self.kept - len(self.chunks[0]) >= RETAINED_AUDIO_SECONDS * self.rate:
+            self.start_seconds += len(self.chunks[0]) / self.rate
+            self.kept -= len(self.chunks.popleft())
+
+    def cut(self, start_seconds: float, end_seconds: float) -> tuple[int, np.ndarray] | None:
+        """The audio between two stream times (padded a little), or None where it is no longer kept."""
+        if self.rate is None or not self.chunks:
+            return None
+        first = int(max(0.0, start_seconds - PLAYBACK_PADDING_SECONDS - self.start_seconds) * self.rate)
+        last = int(max(0.0, end_seconds + PLAYBACK_PADDING_SECONDS - self.start_seconds) * self.rate)
+        samples = np.concatenate(self.chunks)[first:last]
+        return (self.rate, samples.copy()) if len(samples) else None
+
+
+def torchaudio_resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    import torchaudio
+
+    return torchaudio.functional.resample(torch.as_tensor(np.asarray(samples, dtype=np.float32)), rate, target).numpy()
 
 
 _session_ids = itertools.count(1)
@@ -153,7 +205,16 @@ class Session:
         self.current: DecoderChoice | None = None  # the beam decoder of the utterance being decoded
         self.upcoming: DecoderChoice | None = None  # the one the next utterance will start with
         self.history: deque[FinishedLine] = deque(maxlen=HISTORY_LIMIT)
+        self.lines_finished = 0
         self.partial: tuple[str, str | None] = ("", None)
+        self.partial_plain: str | None = None  # the comparison search's text for the utterance under way
+        self.live_n_best: list[ScoredHypothesis] = []
+        self._n_best_listed_at = 0.0
+        self.compare_without_lm: DecoderChoice | None = None  # the no-LM search shown beside the main one, when on
+        self._audio = AudioRetainer()
+        self._export_folder: str | None = None
+        self.exports_made = 0
+        self.selected_line: int | None = None  # the finished line the tab clicked (its n-best is shown, its audio played)
         self.figures: dict = {}
         self.picture: np.ndarray | None = None
         self.picture_version = 0  # bumps with every new picture, so a view sends it only once
@@ -167,6 +228,15 @@ class Session:
         self._draining = False
 
     # --- settings ------------------------------------------------------------------------------
+
+    def choose_comparison(self, choice: DecoderChoice | None) -> None:
+        """Show (a no-LM beam decoder) or hide (None) the third column; it starts on the utterance under way."""
+        with self.lock:
+            self.compare_without_lm = choice
+            if self.stream is not None:
+                self.stream.plain_beam_decoder = choice.decoder if choice is not None else None
+            if choice is None:
+                self.partial_plain = None
 
     def choose_decoder(self, choice: DecoderChoice) -> None:
         """Use `choice` from the next utterance on (at once when no utterance is under way)."""
@@ -186,12 +256,15 @@ class Session:
         """Finish whatever stream is open (dropping it if its queue is long), then open a fresh one."""
         with self.lock:
             self.finish_stream(timeout=SUPERSEDE_TIMEOUT_SECONDS)
-            self.stream = self.engine.recognizer.create_stream(beam_decoder=choice.decoder)
+            comparison = self.compare_without_lm
+            self.stream = self.engine.recognizer.create_stream(beam_decoder=choice.decoder,
+                                                               plain_beam_decoder=comparison.decoder if comparison else None)
+            self._audio = AudioRetainer()
             self.source = source
             self.stream_number += 1
             self.current = self.upcoming = choice
             self.warnings = [choice.warning] if choice.warning else []
-            self.partial = ("", "")
+            self.partial, self.partial_plain, self.live_n_best = ("", ""), None, []
             self.figures = {"chunks": 0, "compute": 0.0}
             self.errors, self.info = [], ""
             return self.stream_number
@@ -233,7 +306,7 @@ class Session:
             partial = stream.finalize()
             picture = self._picture(partial.finished[-1], self.source) if partial.finished else None
             self._absorb(partial, picture)
-            self.partial, self.info = ("", None), ""
+            self.partial, self.partial_plain, self.live_n_best, self.info = ("", None), None, [], ""
             return picture is not None
 
     def drop_stream(self) -> None:
@@ -242,13 +315,14 @@ class Session:
             self.stream = None
             self.stream_number += 1
             self._queue.clear()
-            self.partial = ("", None)
+            self.partial, self.partial_plain, self.live_n_best = ("", None), None, []
 
     def clear(self) -> None:
         with self.lock:
             self.drop_stream()
             self.source = ""
             self.history.clear()
+            self._remove_exports()
             self.figures = {}
             self.set_picture(None)
             self.errors, self.info = [], ""
@@ -279,9 +353,16 @@ class Session:
                         self.errors = [f"{source}: {error}"]
                     continue
                 picture = self._picture(partial.finished[-1], source) if partial.finished else None
+                now = time.monotonic()
+                n_best = None
+                if partial.finished or now - self._n_best_listed_at >= N_BEST_REFRESH_SECONDS:
+                    n_best, self._n_best_listed_at = stream.live_n_best(), now  # this worker alone drives the stream
                 with self.lock:
                     if number == self.stream_number:
+                        self._audio.add(samples, sample_rate)
                         self._absorb(partial, picture)
+                        if n_best is not None:
+                            self.live_n_best = n_best
         except Exception:  # a bug, not bad audio: keep the server up and say so on the page
             log.exception("session %d: decoding failed", self.id)
             with self.lock:
@@ -298,7 +379,7 @@ class Session:
             self.current = self.upcoming  # the utterance after it started with this decoder
         if self.info and self.current == self.upcoming:
             self.info = ""
-        self.partial = (partial.greedy, partial.beam)
+        self.partial, self.partial_plain = (partial.greedy, partial.beam), partial.plain_beam
         self.figures.update(audio_seconds=partial.audio_seconds, rtf=partial.real_time_factor)
         if partial.chunk_seconds > 0:  # the end-of-stream flush carries no audio of its own
             self.figures["chunks"] = self.figures.get("chunks", 0) + 1
@@ -314,8 +395,46 @@ class Session:
     def _add_to_history(self, utterance: Utterance) -> None:
         if not utterance.greedy.text and not (utterance.beam and utterance.beam.text):
             return  # a pause-only stretch: nothing to list
+        has_lm = self.current.has_lm if self.current is not None else False
+        record = record_of(utterance, self.engine.recognizer.seconds_per_output_frame, has_lm, source=self.source)
+        self.lines_finished += 1
         self.history.append(FinishedLine(utterance.greedy.text, utterance.beam.text if utterance.beam else None,
-                                         utterance.start_seconds, utterance.end_seconds, self.source, self.current))
+                                         utterance.start_seconds, utterance.end_seconds, self.source, self.current,
+                                         plain_beam=utterance.plain_beam.text if utterance.plain_beam else None,
+                                         record=record, number=self.lines_finished,
+                                         audio=self._audio.cut(utterance.start_seconds, utterance.end_seconds)))
+        for old in list(self.history)[:-PLAYBACK_UTTERANCES]:
+            old.audio = None
+
+    # --- what the page asks for ----------------------------------------------------------------
+
+    def utterance_audio(self, number: int) -> tuple[int, np.ndarray] | None:
+        """The audio of finished line `number`, while it is still kept."""
+        with self.lock:
+            line = next((line for line in self.history if line.number == number), None)
+            return line.audio if line is not None else None
+
+    def export(self, fmt: str) -> str | None:
+        """The finished utterances as a TXT, SRT or JSON file (a fresh path each time); None while there are none."""
+        with self.lock:
+            records = [line.record for line in self.history if line.record is not None]
+            if not records:
+                return None
+            about = {"model": self.engine.model_name, "language_model": self.engine.lm_name,
+                     "decoders": sorted({line.decoder.label for line in self.history if line.decoder is not None})}
+            document = render_document(records, fmt, about)
+            if self._export_folder is None:
+                self._export_folder = tempfile.mkdtemp(prefix=f"asr-session-{self.id}-")
+            self.exports_made += 1
+            path = Path(self._export_folder) / str(self.exports_made) / f"transcript.{fmt}"
+            path.parent.mkdir()
+            path.write_text(document, encoding="utf-8")
+            return str(path)
+
+    def _remove_exports(self) -> None:
+        if self._export_folder is not None:
+            shutil.rmtree(self._export_folder, ignore_errors=True)
+            self._export_folder = None
 
     def _picture(self, utterance: Utterance, source: str) -> np.ndarray:
         recognizer = self.engine.recognizer

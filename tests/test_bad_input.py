@@ -411,7 +411,7 @@ def test_browser_controls_never_choose_a_model_or_lm_file(tiny_checkpoint, tmp_p
                                 hotwords=f"{tiny_checkpoint}, ../../etc/passwd, /dev/zero")
     settings = handlers.settings_for(engine, hostile)
     assert settings.lm_path == str(configured_lm) and settings.beam_width == handlers.MAX_BEAM_WIDTH
-    assert {field for field in handlers.Controls.__dataclass_fields__} == {"use_lm", "beam_width", "alpha", "beta", "hotwords"}
+    assert {field for field in handlers.Controls.__dataclass_fields__} == {"use_lm", "beam_width", "alpha", "beta", "hotwords", "compare_without_lm"}
     session, view = handlers.on_controls_change(engine, None, hostile)
     assert session.upcoming.settings.lm_path == str(configured_lm)
     assert not notice_errors(view.notice)
