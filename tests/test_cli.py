@@ -8,7 +8,7 @@ import sys
 import pytest
 import soundfile
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, word_chain_arpa
 
 
 def run_cli(*args, timeout=300):
@@ -112,3 +112,37 @@ def test_evaluate_by_folder_scores_each_voice_folder_on_its_own(tiny_checkpoint,
     assert greedy["groups"]["voice-a"]["cer"] != greedy["groups"]["voice-b"]["cer"]
     table = run_cli("evaluate", tmp_path / "m.jsonl", "--model", tiny_checkpoint, "--beam-width", 4, "--by-folder")
     assert table.returncode == 0 and "voice-a" in table.stdout and "voice-b" in table.stdout
+
+
+def test_transcript_documents_txt_srt_json(tiny_checkpoint, spoken_clip, tmp_path):
+    """--format writes what the demo exports: JSON with every decoder, n-best and timed words; SRT from those times."""
+    arpa = tmp_path / "words.arpa"
+    arpa.write_text(word_chain_arpa([("xq", -0.6), ("dx", -0.8), ("qd", -0.9)]))
+    result = run_cli("transcribe", "--format", "json", "--model", tiny_checkpoint, "--lm", arpa, "--beam-width", 8, spoken_clip)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["file"] == str(spoken_clip) and document["beam_settings"]["language_model"] is True
+    utterances = document["utterances"]
+    assert utterances and all(set(u) >= {"greedy", "beam", "beam_lm", "best", "n_best", "words"} for u in utterances)
+    for utterance in utterances:
+        assert utterance["beam"] is not None and utterance["beam_lm"] == utterance["best"]
+        assert " ".join(w["word"] for w in utterance["words"]) == utterance["beam_lm"]
+        assert all(utterance["start"] <= w["start"] < w["end"] <= utterance["end"] + 0.1 and 0 <= w["confidence"] <= 1
+                   for w in utterance["words"])
+        top = utterance["n_best"][0]
+        assert top["text"] == utterance["beam_lm"]
+        assert top["acoustic"] + top["language_model"] + top["word_bonus"] + top["hotwords"] == pytest.approx(top["total"])
+
+    out = tmp_path / "out"
+    written = run_cli("transcribe", "--format", "srt", "--output-dir", out, "--model", tiny_checkpoint, "--lm", arpa,
+                      "--beam-width", 8, spoken_clip)
+    assert written.returncode == 0, written.stderr
+    srt = (out / f"{spoken_clip.stem}.srt").read_text()
+    words = [w for u in utterances for w in u["words"]]
+    assert srt.startswith("1\n") and " --> " in srt
+    assert " ".join(block.split("\n", 2)[2].replace("\n", " ") for block in srt.strip().split("\n\n")) == " ".join(w["word"] for w in words)
+
+    text = run_cli("transcribe", "--format", "txt", "--model", tiny_checkpoint, "--lm", arpa, "--beam-width", 8, spoken_clip)
+    assert text.stdout.splitlines() == [u["best"] for u in utterances]
+    clash = run_cli("transcribe", "--format", "txt", "--json", "--model", tiny_checkpoint, spoken_clip)
+    assert clash.returncode == 2 and "choose one" in clash.stderr

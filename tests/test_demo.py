@@ -376,3 +376,100 @@ def test_app_builds_with_the_engine(engine):
     assert isinstance(demo, gradio.Blocks)
     rows, labels = app.example_rows()
     assert rows and len(rows) == len(labels) and all(path.endswith(".wav") for [path] in rows)
+
+
+# --- comparing decoders, n-best, timings, playback, export ---------------------------------------
+
+def test_third_column_is_the_beam_search_without_the_lm_from_the_same_frames(long_endpoint_engine, clip):
+    engine = long_endpoint_engine
+    chunks, pcm = as_browser_chunks(*clip)
+    settings = controls(use_lm=True, alpha=2.0, beta=0.0, compare_without_lm=True)
+    session, view = speak_into(engine, None, chunks, settings)
+    _, _, log_probs = engine.recognizer.transcribe(pcm, 48000)
+    plain = BeamSearchDecoder(options=BeamSearchOptions(beam_width=4)).decode(log_probs).text
+    line = session.history[0]
+    assert line.plain_beam == plain and line.beam is not None
+    assert '<div class="columns three">' in view.transcripts
+    assert shown_lines(view.transcripts, "plain") == [plain] and shown_lines(view.transcripts, "beam") == [line.beam]
+    if plain != line.beam:  # the LM changed words: they are marked in the middle and right columns
+        assert 'class="differs-lm"' in view.transcripts or 'class="differs differs-lm"' in view.transcripts
+    # Off again: two columns for what follows, and no second search runs.
+    session, view = handlers.on_controls_change(engine, session, controls(use_lm=True, alpha=2.0, beta=0.0))
+    assert session.compare_without_lm is None
+
+
+def test_switching_the_third_column_on_midway_catches_up_on_the_utterance(long_endpoint_engine, clip):
+    engine = long_endpoint_engine
+    chunks, pcm = as_browser_chunks(*clip)
+    session, _ = handlers.on_record_start(engine, None)
+    half = len(chunks) // 2
+    for chunk in chunks[:half]:
+        session, _ = handlers.on_microphone_chunk(engine, session, chunk, controls(use_lm=True))
+    for chunk in chunks[half:]:
+        session, _ = handlers.on_microphone_chunk(engine, session, chunk, controls(use_lm=True, compare_without_lm=True))
+    session, _ = handlers.on_record_stop(engine, session)
+    _, _, log_probs = engine.recognizer.transcribe(pcm, 48000)
+    assert session.history[0].plain_beam == BeamSearchDecoder(options=BeamSearchOptions(beam_width=4)).decode(log_probs).text
+
+
+def test_n_best_scores_add_up_and_each_utterance_keeps_its_own(engine, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    session, view = speak_into(engine, None, chunks, controls(use_lm=True))
+    assert len(session.history) >= 2
+    for line in session.history:
+        n_best = line.record.n_best
+        assert n_best and n_best[0].text == line.beam
+        assert all(abs(h.acoustic + h.language_model + h.word_bonus + h.hotwords - h.total) < 1e-9 for h in n_best)
+    rows = re.findall(r'data-total="([^"]+)" data-acoustic="([^"]+)" data-lm="([^"]+)" data-bonus="([^"]+)" data-hotwords="([^"]+)"', view.n_best)
+    assert rows and all(abs(sum(map(float, row[1:])) - float(row[0])) < 1e-9 for row in rows)
+    assert f"utterance {session.history[-1].number}" in view.n_best  # the newest finished one, unless one is clicked
+    session, view, audio = handlers.on_select_line(engine, session, session.history[0].number)
+    assert f"utterance {session.history[0].number} " in view.n_best and 'class="utterance selected"' in view.transcripts
+    rate, samples = audio
+    line = session.history[0]
+    expected = (line.end_seconds - line.start_seconds + 2 * demo_session.PLAYBACK_PADDING_SECONDS) * rate
+    assert rate == 48000 and samples.dtype == np.int16 and abs(len(samples) - expected) <= 0.2 * rate
+    session, view, audio = handlers.on_select_line(engine, session, "not a number")
+    assert audio is None and not notice_errors_in(view)
+
+
+def test_word_timings_and_confidence_are_shown_on_finished_lines(engine, clip):
+    chunks, _ = as_browser_chunks(*clip)
+    session, view = speak_into(engine, None, chunks, controls(use_lm=True))
+    spans = re.findall(r'<span class="w[^"]*" data-start="([\d.]+)" data-end="([\d.]+)" data-confidence="([\d.]+)" title="[^"]+">([^<]+)</span>',
+                       view.transcripts)
+    words = [w for line in session.history for w in line.record.words]
+    assert len(spans) == len(words) and [s[3] for s in spans] == [w.word for w in words]
+    for (start, end, confidence, _), line_words in zip(spans, words):
+        assert float(start) < float(end) and 0.0 <= float(confidence) <= 1.0
+    low = [w for w in words if w.confidence < 0.5]
+    assert view.transcripts.count('class="w low"') + view.transcripts.count('class="w very-low"') == len(low)
+
+
+def test_export_writes_each_format_and_nothing_before_an_utterance(engine, clip):
+    session, view, path = handlers.on_export(engine, None, "srt")
+    assert path is None and "Nothing to export yet" in view.notice
+    chunks, _ = as_browser_chunks(*clip)
+    session, _ = speak_into(engine, session, chunks, controls(use_lm=True))
+    texts = {}
+    for fmt in ("txt", "srt", "json"):
+        session, view, path = handlers.on_export(engine, session, fmt)
+        assert path.endswith(f"transcript.{fmt}")
+        texts[fmt] = open(path, encoding="utf-8").read()
+    assert texts["txt"].splitlines() == [line.beam for line in session.history if line.beam]
+    assert texts["srt"].startswith("1\n00:00:")
+    import json
+    assert [u["beam_lm"] for u in json.loads(texts["json"])["utterances"]] == [line.beam for line in session.history]
+    folder = session._export_folder
+    handlers.close_session(session)
+    assert not __import__("os").path.exists(folder)  # a closed tab leaves no files behind
+
+
+def notice_errors_in(view) -> list[str]:
+    return re.findall(r'<div class="error">(.*?)</div>', view.notice)
+
+
+def test_narrow_screens_stack_the_columns():
+    assert "@media (max-width: 800px)" in render.CSS
+    html = render.transcripts_html([render.TranscriptLine("a b", "a c", "now", final=False, plain="a d")], show_plain=True)
+    assert html.count('<div class="column ') == 3 and '<div class="columns three">' in html

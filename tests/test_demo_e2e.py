@@ -196,16 +196,45 @@ def cer(reference: str, hypothesis: str) -> float:
     return jiwer.cer(reference, hypothesis) if reference else float(bool(hypothesis))
 
 
+def n_best_rows(page, which: str) -> list[dict[str, float]]:
+    """The n-best table's rows (`live` or `finished`) with the scores the page carries."""
+    return page.eval_on_selector_all(f"#nbest .{which} tr.hypothesis", """rows => rows.map(row => ({
+        total: +row.dataset.total, acoustic: +row.dataset.acoustic, lm: +row.dataset.lm, bonus: +row.dataset.bonus,
+        hotwords: +row.dataset.hotwords, text: row.querySelector('td.text').innerText}))""")
+
+
+def adds_up(row: dict) -> bool:
+    return abs(row["acoustic"] + row["lm"] + row["bonus"] + row["hotwords"] - row["total"]) < 1e-6
+
+
+def srt_cues(text: str) -> list[tuple[float, float, str]]:
+    def seconds(stamp: str) -> float:
+        hours, minutes, rest = stamp.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(rest.replace(",", "."))
+
+    cues = []
+    for block in text.strip().split("\n\n"):
+        _, times, words = block.split("\n", 2)
+        start, end = times.split(" --> ")
+        cues.append((seconds(start), seconds(end), words.replace("\n", " ")))
+    return cues
+
+
 def test_microphone_transcripts_grow_live_and_agree_with_the_cli(browser, server, clips, cli):
+    """Recording with all three columns on: they grow live, agree with the command line, and the finished utterances
+    carry n-best lists that add up, word timings, playable audio, and an SRT export whose cues bracket their words."""
     url, _ = server
     duration = soundfile.info(str(clips["microphone"])).duration
     page = open_page(browser, url)
+    page.locator("#compare input").check()
+    page.wait_for_selector("#transcripts .columns.three")
     page.locator("#microphone").get_by_role("button", name="Record").click()
-    live_texts = []
+    live_texts, live_n_best = [], []
     deadline = time.monotonic() + duration + 60
     while seconds_processed(page) < duration and time.monotonic() < deadline:
         if figure(page, "State") == "live":
             live_texts.append(" ".join(page.locator("#transcripts .greedy .words").all_inner_texts()).strip())
+            live_n_best += n_best_rows(page, "live")
         time.sleep(0.25)
     page.locator("#microphone").get_by_role("button", name="Stop").click()
     wait_until_finished(page, "microphone")
@@ -222,6 +251,47 @@ def test_microphone_transcripts_grow_live_and_agree_with_the_cli(browser, server
         error_rate, closest = min((cer(reference[column], text), reference[column]) for reference in references)
         print(f"microphone {column}: CER {error_rate:.3f} against the closest start of the file")
         assert error_rate <= MIC_MAX_CER[column], f"{column}: page {text!r} vs command line {closest!r} (CER {error_rate:.3f})"
+
+    # Three columns, each utterance in all three; the middle one is beam search without the LM.
+    assert [h.strip() for h in page.locator("#transcripts h3").all_inner_texts()] == ["Greedy CTC", "Beam search, no LM", "Beam search + LM"]
+    finished_lines = page.locator("#transcripts .beam .utterance[data-utterance]")
+    assert finished_lines.count() >= 2 and page.locator("#transcripts .plain .utterance[data-utterance]").count() == finished_lines.count()
+    assert finished_text(page, "plain"), "the beam search without the LM heard nothing"
+    # N-best: listed live while speaking, and the finished utterance's own list; every row's parts add up to its total.
+    assert live_n_best, "no live n-best was shown while speaking"
+    finished_rows = n_best_rows(page, "finished")
+    assert finished_rows and all(map(adds_up, live_n_best + finished_rows))
+    # Word timing and confidence on every word of the beam + LM column, within the recording.
+    words = page.eval_on_selector_all("#transcripts .beam .utterance[data-utterance] .w", """spans => spans.map(span => ({
+        word: span.innerText, start: +span.dataset.start, end: +span.dataset.end, confidence: +span.dataset.confidence,
+        title: span.title}))""")
+    assert " ".join(w["word"] for w in words) == heard["beam"]
+    assert all(0 <= w["start"] < w["end"] <= duration + 0.5 and 0 <= w["confidence"] <= 1 and "confidence" in w["title"] for w in words)
+    # Clicking the first utterance selects it, shows its n-best and plays its audio.
+    finished_lines.first.click()
+    page.wait_for_selector('#transcripts .beam .utterance.selected[data-utterance="1"]')
+    page.wait_for_selector('#nbest .finished h4:has-text("utterance 1 ")')
+    page.wait_for_selector("#player a[download]")
+    # Export as SRT: the download opens, its cues bracket the words shown, in order.
+    page.locator("#export-format").get_by_label("srt").check()
+    page.locator("#export-button").click()
+    link = page.locator("#export-file a[download]")
+    link.wait_for()
+    with page.expect_download() as download_info:
+        link.click()
+    srt = Path(download_info.value.path()).read_text(encoding="utf-8")
+    cues = srt_cues(srt)
+    assert " ".join(text for _, _, text in cues) == heard["beam"]
+    remaining = list(words)
+    for start, end, text in cues:
+        for word in text.split():
+            timing = remaining.pop(0)
+            assert timing["word"] == word and start - 0.001 <= timing["start"] < timing["end"] <= end + 0.001
+    page.screenshot(path=str(ARTIFACTS / "demo_three_columns.png"), full_page=True)
+    # A narrow screen stacks the three columns.
+    page.set_viewport_size({"width": 600, "height": 1500})
+    boxes = [page.locator(f"#transcripts .column.{c}").bounding_box() for c in ("greedy", "plain", "beam")]
+    assert boxes[0]["y"] < boxes[1]["y"] < boxes[2]["y"] and abs(boxes[0]["x"] - boxes[2]["x"]) < 2
     page.close()
 
 
