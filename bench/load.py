@@ -81,6 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-beam-cer", type=float, default=0.02, help="largest beam CER between a client's final text and its reference")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds to wait for the demo to come up")
     parser.add_argument("--without-limit", action="store_true", help="also run the largest N with no recording limit, for comparison")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also run each N against the demo as it was at git revision REV (a worktree), side by side")
+    parser.add_argument("--third-column", action="store_true",
+                        help="every client switches on the beam search without the LM (the demo's middle column)")
     parser.add_argument("--write-results", action="store_true", help=f"replace the '{SECTION}' section of bench/RESULTS.md")
     return parser.parse_args(argv)
 
@@ -99,8 +103,8 @@ class Speech:
 
 def clip_pool() -> list[tuple[str, np.ndarray]]:
     """(name, float32 at 16 kHz) clips: the synthetic test set, else espeak-ng sentences."""
-    if TEST_MANIFEST.is_file():
-        entries = [json.loads(line) for line in TEST_MANIFEST.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in TEST_MANIFEST.read_text().splitlines() if line.strip()] if TEST_MANIFEST.is_file() else []
+    if entries:  # an empty manifest (a corpus build cut short) falls back to espeak-ng like a missing one
         entries.sort(key=lambda e: e["audio_filepath"])
         clips = []
         for entry in entries:
@@ -181,14 +185,14 @@ def free_port() -> int:
 class DemoServer:
     """demo/app.py as a subprocess on loopback; stopped by its own process id."""
 
-    def __init__(self, timeout: float, max_recordings: int):
-        self.port, self.max_recordings = free_port(), max_recordings
+    def __init__(self, timeout: float, max_recordings: int, root: Path = REPO_ROOT, label: str = "this tree"):
+        self.port, self.max_recordings, self.root, self.label = free_port(), max_recordings, root, label
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tempfile.NamedTemporaryFile("w+", prefix="demo-load-", suffix=".log", delete=False)
         env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1",
                "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
                "ASR_MAX_RECORDINGS": str(max_recordings)}
-        self.process = subprocess.Popen([sys.executable, str(REPO_ROOT / "demo" / "app.py")], cwd=REPO_ROOT, env=env,
+        self.process = subprocess.Popen([sys.executable, str(root / "demo" / "app.py")], cwd=root, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -278,14 +282,18 @@ class BrowserTab:
     who sees "queued" waits before speaking), then the speech follows in real time on that event.
     """
 
-    def __init__(self, url: str, speech: Speech, controls: list, result: ClientResult):
+    def __init__(self, url: str, speech: Speech, overrides: dict, result: ClientResult):
         from gradio_client import Client
 
-        self.speech, self.controls, self.result = speech, controls, result
+        self.speech, self.result = speech, result
         self.client = Client(url, verbose=False)
         dependency = next(d for d in self.client.config["dependencies"] if d.get("api_name") == "microphone_chunk")
         self.stream_id, self.trigger = dependency["id"], dependency["targets"][0][0]
         elem_ids = {c["id"]: c.get("props", {}).get("elem_id") for c in self.client.config["components"]}
+        # The page's own settings controls (after the session state and the microphone), at their defaults as a page
+        # shows them, with `overrides` by elem_id: the same code serves any version of the page.
+        props = {c["id"]: c.get("props", {}) for c in self.client.config["components"]}
+        self.controls = [overrides.get(props[c].get("elem_id"), props[c].get("value")) for c in dependency["inputs"][2:]]
         self.outputs = {elem_ids.get(component): index for index, component in enumerate(dependency["outputs"])}  # elem_id -> position
         self.http = httpx.Client(timeout=60)
         self.messages = None
@@ -326,7 +334,6 @@ class BrowserTab:
                 self.result.errors.append("the stream event never started")
             return
         self.result.queue_wait_s = self.started_at - joined
-        self.due = [self.started_at + i * CHUNK_SECONDS for i in range(len(self.due))]
         for index in range(1, len(self.speech.chunks)):
             self._pump_until(lambda: self.completed, self.due[index])
             if self.completed:
@@ -376,7 +383,10 @@ class BrowserTab:
                 return
             kind = message.get("msg")
             if kind == "process_starts":
+                # Chunk i is due (its last sample spoken) i chunk periods after the stream starts; set here, before
+                # this same pump can carry the first chunk's answer.
                 self.started_at = now
+                self.due = [now + i * CHUNK_SECONDS for i in range(len(self.due))]
             elif kind == "queue_full":
                 self.refused = self.completed = True
                 self.result.refused = True
@@ -425,15 +435,14 @@ def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def run_level(server: DemoServer, speeches: list[Speech], references: list[dict], max_cer: float, max_beam_cer: float) -> dict:
-    defaults = BeamSettings()
-    controls = [defaults.use_lm, defaults.beam_width, defaults.alpha, defaults.beta, ""]
+def run_level(server: DemoServer, speeches: list[Speech], references: list[dict], max_cer: float, max_beam_cer: float,
+              overrides: dict | None = None) -> dict:
     results = [ClientResult(speech) for speech in speeches]
     begin = time.monotonic() + 3.0  # sessions are set up first; then everybody starts within one chunk period
     cpu_before, own_cpu_before = server.cpu_seconds(), time.process_time()
     def tab(speech: Speech, start_at: float, result: ClientResult) -> None:
         try:
-            browser = BrowserTab(server.url, speech, controls, result)
+            browser = BrowserTab(server.url, speech, overrides or {}, result)
         except Exception as error:  # noqa: BLE001
             result.errors.append(f"could not connect: {type(error).__name__}: {str(error)[:200]}")
             return
@@ -467,7 +476,7 @@ def run_level(server: DemoServer, speeches: list[Speech], references: list[dict]
         "sent": sum(r.chunks_sent for r in served), "answered": sum(r.chunks_answered for r in served),
         "errors": [f"{r.speech.name}: {e}" for r in results for e in r.errors],
         "server_cpu_per_audio": server_cpu / max(audio, 1e-9), "clients_cpu_per_audio": clients_cpu / max(audio, 1e-9),
-        "rss_mb": server.rss_mb(), "recordings": server.max_recordings,
+        "rss_mb": server.rss_mb(), "recordings": server.max_recordings, "code": server.label,
         "worst_cer": max((max(r.greedy_cer, r.beam_cer) for r in served), default=0.0),
     }
 
@@ -477,14 +486,14 @@ def fmt(value: float | None, pattern: str = ".0f") -> str:
 
 
 def report_text(command: str, header: str, levels: list[dict], max_cers: tuple[float, float], tracebacks: int, limits: str) -> str:
-    rows = ["| N | recordings at once | served / refused | queue wait p50 / max s | audio s / client | chunks answered "
+    rows = ["| code | N | recordings at once | served / refused | queue wait p50 / max s | audio s / client | chunks answered "
             "| answer p50 ms | answer p95 ms | shown p50 ms | shown p95 ms | stop p50 ms | stop max ms | own transcript | worst CER "
             "| errors | CPU s / audio s: server, clients | server RSS MB |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for level in levels:
         waits = level["queue_wait"]
         rows.append(
-            f"| {level['clients']} | {level['recordings']} | {level['served']} / {level['refused']} "
+            f"| {level['code']} | {level['clients']} | {level['recordings']} | {level['served']} / {level['refused']} "
             f"| {fmt(percentile(waits, 50), '.1f')} / {fmt(max(waits, default=None), '.1f')} "
             f"| {level['seconds_per_client']:.1f} | {level['answered']}/{level['sent']} "
             f"| {fmt(percentile(level['answer'], 50))} | {fmt(percentile(level['answer'], 95))} "
@@ -542,22 +551,29 @@ def main(argv: list[str] | None = None) -> int:
     limits = (f"at most {limit} recordings decoded at once (the stream's concurrency_limit), queue max_size "
               f"{os.environ.get('ASR_QUEUE_SIZE') or app.QUEUE_SIZE}, default_concurrency_limit {app.EVENTS_AT_ONCE}, "
               f"stream time_limit {app.MAX_RECORDING_SECONDS} s")
-    plans = [(count, limit) for count in counts]
+    baseline = baseline_worktree(args.baseline, folder) if args.baseline else None
+    plans = [(count, limit, REPO_ROOT, "this tree") for count in counts]
+    if baseline is not None:  # each N against the old code right after the new, so both see the same machine
+        plans = [plan for count in counts for plan in ((count, limit, REPO_ROOT, "this tree"), (count, limit, baseline, f"at {args.baseline}"))]
+        header += f"; rows 'at {args.baseline}' run the demo as it was at that revision (git worktree), same venv, same clients"
     if args.without_limit and max(counts) > limit:
-        plans.append((max(counts), max(counts)))  # the same load with no recording limit, for comparison
+        plans.append((max(counts), max(counts), REPO_ROOT, "this tree"))  # the same load with no recording limit, for comparison
         limits += f"; the last row lifts the recording limit (ASR_MAX_RECORDINGS={max(counts)})"
+    overrides = {"compare": True} if args.third_column else {}
+    if args.third_column:
+        header += "; every client switched on the third column (beam search without the LM) where the page has it"
     levels, tracebacks, server = [], 0, None
     try:
-        for count, recordings in plans:
-            if server is None or server.max_recordings != recordings:
+        for count, recordings, root, label in plans:
+            if server is None or server.max_recordings != recordings or server.root != root:
                 if server is not None:
                     tracebacks += server.tracebacks()
                     server.stop()
-                server = DemoServer(args.start_timeout, recordings)
+                server = DemoServer(args.start_timeout, recordings, root, label)
             group = speeches[count]
-            level = run_level(server, group, references[count], args.max_cer, args.max_beam_cer)
+            level = run_level(server, group, references[count], args.max_cer, args.max_beam_cer, overrides)
             levels.append(level)
-            print(f"N={count}, {recordings} recordings at once: answer p50/p95 {fmt(percentile(level['answer'], 50))}/"
+            print(f"[{label}] N={count}, {recordings} recordings at once: answer p50/p95 {fmt(percentile(level['answer'], 50))}/"
                   f"{fmt(percentile(level['answer'], 95))} ms, shown p50/p95 {fmt(percentile(level['shown'], 50))}/"
                   f"{fmt(percentile(level['shown'], 95))} ms, own transcript {level['own_transcript']}/{level['served']}, "
                   f"refused {level['refused']}, errors {len(level['errors'])}", flush=True)
@@ -569,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+        if baseline is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=REPO_ROOT, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
     arguments = sys.argv[1:] if argv is None else argv
     command = "nice -n 10 .venv/bin/python bench/load.py" + (" " + shlex.join(arguments) if arguments else "")
@@ -576,9 +594,18 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + report)
     if args.write_results:
         write_results(report)
-    within_limits = [level for level in levels if level["recordings"] == limit]
+    within_limits = [level for level in levels if level["recordings"] == limit and level["code"] == "this tree"]
     ok = tracebacks == 0 and all(level["own_transcript"] == level["served"] and not level["errors"] for level in within_limits)
     return 0 if ok else 1
+
+
+def baseline_worktree(revision: str, folder: Path) -> Path:
+    """A checkout of `revision` beside this one (its own demo/, asr/ and shipped files; the same venv)."""
+    path = folder / "baseline"
+    result = subprocess.run(["git", "worktree", "add", "--detach", str(path), revision], cwd=REPO_ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"error: cannot check out {revision}: {result.stderr.strip()}")
+    return path
 
 
 def _version(package: str) -> str:
