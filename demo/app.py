@@ -3,7 +3,8 @@
     python demo/app.py      # http://localhost:7860 (GRADIO_SERVER_PORT respected)
 
 ASR_MODEL, ASR_LM and ASR_DEVICE override the shipped model, the shipped LM and the device (auto);
-ASR_MAX_RECORDINGS and ASR_QUEUE_SIZE the overload limits below (raise them on a bigger machine).
+ASR_MAX_RECORDINGS the number of streams decoded at once (default: measured, see demo/capacity.py),
+ASR_WAITING_RECORDINGS and ASR_QUEUE_SIZE the overload limits below.
 This file is layout and wiring only: handlers.py does the work, render.py draws it.
 """
 
@@ -29,14 +30,16 @@ STREAM_EVERY_SECONDS = 0.4
 MAX_RECORDING_SECONDS = 600
 SESSION_IDLE_SECONDS = 1800  # a tab silent this long loses its stream and history (it starts afresh)
 MAX_UPLOAD = "50mb"  # Gradio refuses bigger uploads; handlers.UPLOAD_MAX_BYTES checks again
-# Overload (bench/load.py, bench/RESULTS.md "Load"): recordings past MAX_RECORDINGS wait in Gradio's queue for a
-# free slot, and past QUEUE_SIZE waiting events new ones are refused with Gradio's "queue is full". Without a limit
-# the server starves: with 16 recordings at once on 2 shared cores Gradio dropped 4-50 % of the chunks (one that
-# arrives while the previous one is still being handled replaces it), so transcripts lost words, and words showed
-# 12 s late instead of within 1 s. A recording costs about 0.2-0.3 CPU seconds per second of speech; 4 (one per
-# decoding thread, session.WORKER_THREADS) kept every chunk. Raise ASR_MAX_RECORDINGS on a bigger machine.
-MAX_RECORDINGS = 4
+# Overload (bench/load.py, bench/RESULTS.md "Load"). Decoding every recording at once starves the server: with 16
+# recordings on 2 shared cores Gradio dropped 4-50 % of the chunks (one that arrives while the previous one is still
+# being handled replaces it) and words showed 12 s late. So only as many streams decode at once as the cores allow at
+# the measured cost of one (demo/capacity.py: the engine's slots); the recordings beyond them still have their chunks
+# handled (a cheap handler: the audio is kept, up to session.MAX_WAITING_SECONDS) and wait in line with their
+# position on the page, then catch up. Past the slots plus WAITING_RECORDINGS open recordings, a new one waits in
+# Gradio's queue (its audio is not kept), and past QUEUE_SIZE waiting events new ones are refused ("queue is full").
+WAITING_RECORDINGS = 16
 QUEUE_SIZE = 32
+TICK_SECONDS = 2.0  # a waiting or catching-up tab, and the busy notice, refresh this often
 EVENTS_AT_ONCE = 4  # every other event (page load, Stop, settings, uploads at 2) per listener
 # A click on a finished utterance (anywhere in its paragraph) tells the server which one; listening on the component's
 # own element keeps working while its HTML is replaced with every update.
@@ -58,7 +61,7 @@ def example_rows() -> tuple[list[list[str]], list[str]]:
     return [[str(EXAMPLES_DIR / e["file"])] for e in entries], [f'“{e["text"]}” ({e["voice"]})' for e in entries]
 
 
-def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> gr.Blocks:
+def build_app(engine: handlers.Engine, waiting_recordings: int = WAITING_RECORDINGS) -> gr.Blocks:
     defaults = handlers.default_controls(engine)
     with gr.Blocks(title="Streaming Deep Speech 2", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -77,6 +80,7 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
             with gr.Tab("Microphone", id="microphone"):
                 microphone = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
                                       elem_id="microphone")
+                capacity = gr.HTML(elem_id="capacity")
             with gr.Tab("Upload a file", id="upload"):
                 upload = gr.Audio(sources=["upload"], type="filepath", label="Audio file (up to 50 MB / 10 min)",
                                   elem_id="upload")
@@ -115,7 +119,7 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
                                    buttons=["download", "fullscreen"])
 
         controls = [use_lm, beam_width, alpha, beta, hotwords, compare]
-        shown = [session, transcripts, figures, notice, picture, n_best]
+        shown = [session, transcripts, figures, notice, picture, n_best, capacity]
 
         def read_controls(values) -> handlers.Controls:
             use, width, weight, bonus, words, third = values
@@ -125,7 +129,11 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
         def show(result: tuple[handlers.Session, handlers.View]):
             state, view = result[:2]
             return (state, view.transcripts, view.figures, view.notice, (view.picture if view.picture_changed else gr.skip()),
-                    view.n_best)
+                    view.n_best, view.capacity)
+
+        def tick(state):
+            state, view = handlers.on_tick(engine, state)
+            return show((state, view)) if view is not None else tuple(gr.skip() for _ in shown)
 
         def line_clicked(state, event: gr.EventData):
             data = event._data if isinstance(getattr(event, "_data", None), dict) else {}
@@ -176,7 +184,8 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
         hotwords.blur(controls_changed, [session, *controls], shown, **quiet)
         microphone.start_recording(record_start, [session], shown, **quiet)
         microphone.stream(microphone_chunk, [session, microphone, *controls], shown, stream_every=STREAM_EVERY_SECONDS,
-                          time_limit=MAX_RECORDING_SECONDS, concurrency_limit=max_recordings, **quiet)
+                          time_limit=MAX_RECORDING_SECONDS, concurrency_limit=engine.admission.slots + waiting_recordings, **quiet)
+        gr.Timer(TICK_SECONDS).tick(tick, [session], shown, **quiet)
         microphone.stop_recording(record_stop, [session], shown, **quiet)
         upload.change(file_chosen, [session, upload, *controls], shown, concurrency_limit=2, **quiet)
         clear.click(clear_history, [session], shown, **quiet)
@@ -187,19 +196,22 @@ def build_app(engine: handlers.Engine, max_recordings: int = MAX_RECORDINGS) -> 
 def main() -> None:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("demo").setLevel(logging.INFO)
-    max_recordings, queue_size = _positive_int("ASR_MAX_RECORDINGS", MAX_RECORDINGS), _positive_int("ASR_QUEUE_SIZE", QUEUE_SIZE)
+    slots = _positive_int("ASR_MAX_RECORDINGS", None)
+    waiting, queue_size = _positive_int("ASR_WAITING_RECORDINGS", WAITING_RECORDINGS), _positive_int("ASR_QUEUE_SIZE", QUEUE_SIZE)
     try:
         engine = handlers.load_engine(os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None,
-                                      os.environ.get("ASR_DEVICE") or "auto")
+                                      os.environ.get("ASR_DEVICE") or "auto", slots=slots)
     except (CheckpointError, DeviceError) as error:
         sys.exit(f"error: {error} (ASR_MODEL and ASR_DEVICE choose another model or device)")
-    demo = build_app(engine, max_recordings=max_recordings)
+    demo = build_app(engine, waiting_recordings=waiting)
     demo.queue(default_concurrency_limit=EVENTS_AT_ONCE, max_size=queue_size)
     demo.launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False, show_error=False)
 
 
-def _positive_int(name: str, default: int) -> int:
-    value = os.environ.get(name) or str(default)
+def _positive_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name) or (None if default is None else str(default))
+    if value is None:
+        return None
     if not value.isdigit() or int(value) < 1:
         sys.exit(f"error: {name} must be a positive whole number, got {value!r}")
     return int(value)

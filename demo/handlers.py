@@ -20,7 +20,15 @@ from asr.audio import load_audio
 from asr.features import AudioError, to_mono_float32
 from asr.pretrained import BeamSettings
 from demo import render
-from demo.session import DecoderChoice, Engine, FinishedLine, Session, load_engine  # noqa: F401  (load_engine: for app and tests)
+from demo.session import (  # noqa: F401  (load_engine: for app and tests)
+    CATCHING_UP_SECONDS,
+    MAX_WAITING_SECONDS,
+    DecoderChoice,
+    Engine,
+    FinishedLine,
+    Session,
+    load_engine,
+)
 
 log = logging.getLogger("demo")
 
@@ -56,6 +64,7 @@ class View:
     picture: np.ndarray | None = None
     picture_changed: bool = False
     n_best: str = ""
+    capacity: str = ""  # under the Record button: what pressing it will do when the demo is busy
 
 
 def settings_for(engine: Engine, controls: Controls) -> BeamSettings:
@@ -134,13 +143,44 @@ def on_microphone_chunk(engine: Engine, session: Session | None, audio, controls
 
 
 def on_record_stop(engine: Engine, session: Session | None) -> tuple[Session, View]:
-    """Stop pressed: decode what is queued and close the last utterance, so it joins the history."""
+    """Stop pressed: decode what is queued and close the last utterance, so it joins the history (at once, or by the
+    worker when the stream is still waiting for a slot or catching up: the timer shows it then)."""
     session = _live(engine, session)
     with session.lock:
         session.microphone_stopped_at = time.monotonic()
         if session.source == MICROPHONE:
             session.finish_stream()
     return session, view_of(session)
+
+
+def on_tick(engine: Engine, session: Session | None) -> tuple[Session | None, View | None]:
+    """The page's timer: a view when something changed that no other event shows (a stream waiting, catching up or
+    being finished by its worker; the busy notice); None (nothing to send) otherwise."""
+    if session is None or session.closed:
+        return session, None
+    with session.lock:
+        behind = session.stream is not None and (not session.admitted or session.finish_when_done
+                                                 or session.queued_seconds() > CATCHING_UP_SECONDS)
+        catching_up_done = session.stream is None and session.figures.get("shown_state") in ("waiting", "catching up", "finishing")
+        changed = capacity_notice(session) != session.capacity_shown
+    if not (behind or catching_up_done or changed):
+        return session, None
+    return session, view_of(session)
+
+
+def capacity_notice(session: Session) -> str:
+    """What pressing Record would do now: nothing to say while a slot is free."""
+    admission = session.engine.admission
+    if session.stream is not None:
+        return ""
+    in_use, waiting = admission.busy()
+    if in_use < admission.slots and not waiting:
+        return ""
+    wait = admission.estimated_wait(waiting + 1)
+    return (f"Busy: all {admission.slots} live transcription slots are in use"
+            + (f" and {waiting} recording{'s' if waiting != 1 else ''} {'are' if waiting != 1 else 'is'} waiting" if waiting else "")
+            + f". Press Record now and you will be {_ordinal(waiting + 1)} in line, about {_seconds(wait)}; what you say "
+            f"meanwhile is kept (up to {MAX_WAITING_SECONDS:.0f} s) and transcribed when your turn comes.")
 
 
 def on_file(engine: Engine, session: Session | None, path: str | None, controls: Controls) -> Iterator[tuple[Session, View]]:
@@ -167,9 +207,14 @@ def on_file(engine: Engine, session: Session | None, path: str | None, controls:
     for start in range(0, len(samples), chunk):
         session.enqueue(samples[start : start + chunk], sample_rate)
     yield session, view_of(session)
-    while not session.wait_until_idle(UPLOAD_REFRESH_SECONDS):
+    while True:  # decoding, or waiting for a slot (the view says where it stands in line)
+        idle = session.wait_until_idle(UPLOAD_REFRESH_SECONDS)
         if session.stream_number != number:
             return  # superseded: the tab started recording, chose another file, or cleared
+        if idle and session.admitted:
+            break
+        if idle:
+            time.sleep(UPLOAD_REFRESH_SECONDS)
         yield session, view_of(session)
     with session.lock:
         if session.stream_number != number:
@@ -274,15 +319,55 @@ def view_of(session: Session) -> View:
             last_chunk_audio_ms=1000 * figures["last_chunk_audio"] if "last_chunk_audio" in figures else None,
             mean_chunk_ms=1000 * figures["compute"] / chunks if chunks else None, chunks=chunks,
             queued_seconds=session.queued_seconds(), utterances=len(session.history), source=session.source or "idle",
-            state="live" if session.stream is not None else "finished" if session.source else "idle",
+            state=_state(session),
             decoder=current.label if current else "",
         )
         picture_changed = session.picture_version != session.picture_shown
         session.picture_shown = session.picture_version
+        session.figures["shown_state"] = live.state
+        session.capacity_shown = capacity_notice(session)
+        notes = [note for note in (session.info, _line_notice(session)) if note]
         return View(transcripts=render.transcripts_html(lines, beam_title, show_plain=show_plain), figures=render.figures_html(live),
-                    notice=render.notice_html(session.errors, session.warnings, session.info),
+                    notice=render.notice_html(session.errors, session.warnings, " ".join(notes)),
                     picture=session.picture if picture_changed else None, picture_changed=picture_changed,
-                    n_best=_n_best_view(session, beam_title))
+                    n_best=_n_best_view(session, beam_title), capacity=render.capacity_html(session.capacity_shown))
+
+
+def _state(session: Session) -> str:
+    """idle, waiting (for a slot), catching up (decoding audio that waited), finishing (Stop pressed, queue still
+    being decoded), live, or finished."""
+    if session.stream is None:
+        return "finished" if session.source else "idle"
+    if not session.admitted:
+        return "waiting"
+    if session.queued_seconds() > CATCHING_UP_SECONDS:
+        return "finishing" if session.finish_when_done else "catching up"
+    return "finishing" if session.finish_when_done else "live"
+
+
+def _line_notice(session: Session) -> str:
+    """Where a waiting or catching-up stream stands, in words."""
+    lost = (f" {session.audio_not_kept:.0f} s of audio beyond the {MAX_WAITING_SECONDS:.0f} s kept while waiting were not "
+            "kept.") if session.audio_not_kept >= 0.05 else ""
+    position = session.waiting_position()
+    if position is not None:
+        wait = session.engine.admission.estimated_wait(position)
+        return (f"Waiting for a free transcription slot: you are {_ordinal(position)} in line, about {_seconds(wait)}. "
+                f"Keep talking: your audio is kept ({session.queued_seconds():.0f} s so far) and transcribed when your turn "
+                f"comes.{lost}")
+    behind = session.queued_seconds() if session.stream is not None else 0.0
+    if behind > CATCHING_UP_SECONDS:
+        return f"Catching up: {behind:.1f} s of audio that waited for a slot is being transcribed.{lost}"
+    return lost.strip()
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def _seconds(seconds: float) -> str:
+    return "under 5 s" if seconds < 5 else f"{5 * round(seconds / 5):.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _n_best_view(session: Session, beam_title: str) -> str:

@@ -48,6 +48,7 @@ CSS = """
 #figures td { padding: 2px 12px 2px 0; }
 #notice .warning { background: #fff4ce; color: #5c4400; border-radius: 6px; padding: 6px 10px; margin: 4px 0; }
 #notice .error { background: #fde2e1; color: #7a1010; border-radius: 6px; padding: 6px 10px; margin: 4px 0; }
+#capacity .busy { background: #fff4ce; color: #5c4400; border-radius: 6px; padding: 6px 10px; margin: 4px 0; }
 #notice .info { color: var(--body-text-color-subdued, #666); margin: 4px 0; }
 """
 
@@ -211,6 +212,11 @@ def figures_html(figures: LiveFigures) -> str:
     cells = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td class=\"figure\" data-name=\"{html.escape(k)}\">{html.escape(v)}</td></tr>"
                     for k, v in rows)
     return f"<table>{cells}</table>"
+
+
+def capacity_html(text: str) -> str:
+    """The busy notice under the Record button (empty when a slot is free)."""
+    return f'<div class="busy">{html.escape(text)}</div>' if text else ""
 
 
 def notice_html(errors: list[str], warnings: list[str], info: str = "") -> str:

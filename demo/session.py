@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,12 +31,19 @@ from asr.streaming import EndpointConfig, Partial, Recognizer, Stream, Utterance
 from asr.transcript import UtteranceRecord, record_of
 from asr.transcript import render as render_document
 from demo import render
+from demo.capacity import Admission, StreamCost, measure_stream_cost
 
 log = logging.getLogger("demo")
 
 HISTORY_LIMIT = 200  # finished utterances kept per session, oldest dropped first
 DECODER_CACHE_SIZE = 8
-WORKER_THREADS = 4  # sessions decoded at the same moment; the others' audio waits in their queues
+MAX_SLOTS = 64  # whatever the measured cost says, no more streams decode at once (and no more worker threads)
+MAX_WAITING_SECONDS = 60.0  # audio a stream waiting for a slot keeps; past it the page says what is not kept
+CATCHING_UP_SECONDS = 1.0  # a stream with more than this queued is shown as catching up
+# A microphone stream that got no audio for this long lost its browser without a Stop (time limit, network): it is
+# finished, so its slot goes to who waits. A recording tab sends chunks every 0.4 s, silence included.
+SILENT_STREAM_SECONDS = 10.0
+REAPER_SECONDS = 2.0
 FINISH_TIMEOUT_SECONDS = 60.0  # how long Stop waits for queued audio before giving the stream up
 SUPERSEDE_TIMEOUT_SECONDS = 2.0  # a new input waits this long for the old one's queue, then drops it
 N_BEST_REFRESH_SECONDS = 1.0  # the live n-best panel is listed at most this often (a display, not a per-frame cost)
@@ -105,7 +113,25 @@ class Engine:
     device: str
     model_name: str
     lm_name: str
-    workers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="decode"))
+    admission: Admission = field(default_factory=lambda: Admission(4))
+    stream_cost: StreamCost | None = None  # what sized the admission, when it was measured
+    workers: ThreadPoolExecutor | None = None  # one thread per slot: only streams holding a slot decode
+
+    sessions: weakref.WeakSet = field(default_factory=weakref.WeakSet)  # the open tabs, for the reaper
+
+    def __post_init__(self):
+        if self.workers is None:
+            self.workers = ThreadPoolExecutor(self.admission.slots, thread_name_prefix="decode")
+        threading.Thread(target=self._reap_silent_streams, name="reaper", daemon=True).start()
+
+    def _reap_silent_streams(self) -> None:
+        while True:
+            time.sleep(REAPER_SECONDS)
+            for session in list(self.sessions):
+                try:
+                    session.finish_if_silent(SILENT_STREAM_SECONDS)
+                except Exception:  # noqa: BLE001 - a bug here must not stop the reaper for every other tab
+                    log.exception("session %d: finishing a silent stream failed", session.id)
 
     def decoder_for(self, settings: BeamSettings) -> DecoderChoice:
         decoder, warning = self.decoders.get(settings)
@@ -113,8 +139,9 @@ class Engine:
 
 
 def load_engine(model: str | None = None, lm_path: str | None = None, device: str = "auto",
-                endpoint: EndpointConfig = EndpointConfig()) -> Engine:
-    """The one place the demo makes its Recognizer."""
+                endpoint: EndpointConfig = EndpointConfig(), slots: int | None = None) -> Engine:
+    """The one place the demo makes its Recognizer; `slots` (streams decoded at once) defaults to what this
+    machine's cores allow at the stream cost measured here and now."""
     # One intra-op thread: the decode workers and the dispatcher already keep both vCPUs busy, and
     # OpenMP threads spinning against them made steps several times slower on a shared 2-core box.
     torch.set_num_threads(int(os.environ.get("ASR_TORCH_THREADS", "1")))
@@ -124,8 +151,13 @@ def load_engine(model: str | None = None, lm_path: str | None = None, device: st
     recognizer = loaded.recognizer
     decoders = DecoderCache()
     decoders.put(settings, recognizer.beam_decoder, loaded.warnings[0] if loaded.warnings else None)
+    cost = measure_stream_cost(recognizer)
+    chosen = min(slots or cost.slots, MAX_SLOTS)
+    log.info("one stream costs %.3f CPU s per s of audio on %d cores: %d streams decode at once%s",
+             cost.cpu_seconds_per_second, cost.cores, chosen, " (set by ASR_MAX_RECORDINGS)" if slots else "")
     return Engine(recognizer, settings, decoders, device=describe_device(recognizer.device),
-                  model_name=Path(str(model or DEFAULT_MODEL)).name, lm_name=Path(str(lm_path or DEFAULT_LM)).name)
+                  model_name=Path(str(model or DEFAULT_MODEL)).name, lm_name=Path(str(lm_path or DEFAULT_LM)).name,
+                  admission=Admission(chosen), stream_cost=cost)
 
 
 def describe_device(device: torch.device) -> str:
@@ -214,6 +246,8 @@ class Session:
         self._audio = AudioRetainer()
         self._export_folder: str | None = None
         self.exports_made = 0
+        self.last_audio_at = time.monotonic()
+        engine.sessions.add(self)
         self.selected_line: int | None = None  # the finished line the tab clicked (its n-best is shown, its audio played)
         self.figures: dict = {}
         self.picture: np.ndarray | None = None
@@ -224,6 +258,10 @@ class Session:
         self.info = ""
         self.closed = False
         self.microphone_stopped_at: float | None = None  # when Stop was last pressed (time.monotonic)
+        self.admitted = False  # the open stream holds a decoding slot (engine.admission)
+        self.finish_when_done = False  # Stop came while audio was still queued: the worker finishes the stream
+        self.audio_not_kept = 0.0  # seconds of audio refused while waiting too long for a slot
+        self.capacity_shown = ""  # the busy notice the tab has, so a timer tick sends only changes
         self._queue: deque[tuple[int, np.ndarray, int]] = deque()  # (stream number, samples, sample rate)
         self._draining = False
 
@@ -253,13 +291,17 @@ class Session:
     # --- streams -------------------------------------------------------------------------------
 
     def start_stream(self, source: str, choice: DecoderChoice) -> int:
-        """Finish whatever stream is open (dropping it if its queue is long), then open a fresh one."""
+        """Finish whatever stream is open (dropping it if its queue is long), then open a fresh one; it decodes at once
+        if a slot is free, else its audio waits (kept) until one is."""
         with self.lock:
             self.finish_stream(timeout=SUPERSEDE_TIMEOUT_SECONDS)
+            self.finish_when_done, self.audio_not_kept = False, 0.0
             comparison = self.compare_without_lm
             self.stream = self.engine.recognizer.create_stream(beam_decoder=choice.decoder,
                                                                plain_beam_decoder=comparison.decoder if comparison else None)
             self._audio = AudioRetainer()
+            self.admitted = self.engine.admission.request(self.id, self._on_admitted)  # keeps a slot it already holds
+            self.last_audio_at = time.monotonic()
             self.source = source
             self.stream_number += 1
             self.current = self.upcoming = choice
@@ -270,29 +312,66 @@ class Session:
             return self.stream_number
 
     def enqueue(self, samples, sample_rate: int) -> None:
-        """Queue audio for the open stream; a worker feeds it to the Stream in arrival order."""
+        """Queue audio for the open stream; a worker feeds it to the Stream in arrival order once it holds a slot."""
         with self.lock:
             if self.stream is None:
                 return
+            if not self.admitted and self.queued_seconds() >= MAX_WAITING_SECONDS:
+                self.audio_not_kept += len(samples) / sample_rate  # bounded memory per waiting tab; the page says so
+                return
             self._queue.append((self.stream_number, samples, sample_rate))
-            if not self._draining:
-                self._draining = True
-                self.engine.workers.submit(self._drain)
+            self.last_audio_at = time.monotonic()
+            self._start_draining()
+
+    def _start_draining(self) -> None:
+        if self.admitted and self._queue and not self._draining:
+            self._draining = True
+            self.engine.workers.submit(self._drain)
+
+    def _on_admitted(self) -> None:
+        """A slot freed up for this session (called by the admission): decode what waited."""
+        with self.lock:
+            if self.stream is None:  # the stream ended while it waited: pass the slot on
+                self.engine.admission.release(self.id)
+                return
+            self.admitted = True
+            self._start_draining()
+            if not self._queue and self.finish_when_done:
+                self._finalize_stream()
+
+    def finish_if_silent(self, seconds: float) -> None:
+        """Finish a microphone stream that has had no audio for `seconds` (its recording ended without a Stop)."""
+        with self.lock:
+            if self.stream is not None and self.source == "microphone" and time.monotonic() - self.last_audio_at > seconds:
+                log.info("session %d: no audio for %.0f s; finishing its stream", self.id, seconds)
+                self.finish_stream(wait=False)
+
+    def waiting_position(self) -> int | None:
+        with self.lock:
+            return self.engine.admission.position(self.id) if self.stream is not None and not self.admitted else None
 
     def queued_seconds(self) -> float:
         with self.lock:
             return sum(len(samples) / rate for _, samples, rate in self._queue)
 
     def wait_until_idle(self, timeout: float | None = None) -> bool:
-        """Block until the queued audio has gone through the Stream; False on timeout."""
+        """Block until nothing queued will be decoded without waiting for a slot first; False on timeout."""
         with self.lock:
-            return self._idle.wait_for(lambda: not self._draining, timeout)
+            return self._idle.wait_for(lambda: not self._draining and (not self._queue or not self.admitted), timeout)
 
-    def finish_stream(self, timeout: float = FINISH_TIMEOUT_SECONDS) -> bool:
-        """Decode what is queued, flush the Stream and close its last utterance; True if that drew a picture."""
+    def finish_stream(self, timeout: float = FINISH_TIMEOUT_SECONDS, wait: bool = True) -> bool:
+        """Decode what is queued, flush the Stream and close its last utterance; True if that drew a picture.
+
+        A stream still waiting for a slot is finished by its worker once it has one and everything is decoded
+        (`finish_when_done`); so is any with `wait` False."""
         with self.lock:
             stream = self.stream
             if stream is None:
+                return False
+            if not self.admitted or not wait:
+                self.finish_when_done = True
+                if self.admitted and not self._queue and not self._draining:
+                    self._finalize_stream()
                 return False
             idle = self.wait_until_idle(timeout)  # releases the lock while it waits
             if self.stream is not stream:
@@ -301,13 +380,24 @@ class Session:
                 log.warning("session %d: gave up waiting for queued audio; dropping the stream", self.id)
                 self.drop_stream()
                 return False
-            self.stream = None
-            self.stream_number += 1
-            partial = stream.finalize()
-            picture = self._picture(partial.finished[-1], self.source) if partial.finished else None
-            self._absorb(partial, picture)
-            self.partial, self.partial_plain, self.live_n_best, self.info = ("", None), None, [], ""
-            return picture is not None
+            return self._finalize_stream()
+
+    def _finalize_stream(self) -> bool:
+        """Flush the open Stream (its queue decoded), close its last utterance, free its slot; lock held."""
+        stream = self.stream
+        self.stream = None
+        self.stream_number += 1
+        self.finish_when_done = False
+        partial = stream.finalize()
+        picture = self._picture(partial.finished[-1], self.source) if partial.finished else None
+        self._absorb(partial, picture)
+        self.partial, self.partial_plain, self.live_n_best, self.info = ("", None), None, [], ""
+        self._release_slot()
+        return picture is not None
+
+    def _release_slot(self) -> None:
+        self.admitted = False
+        self.engine.admission.release(self.id)  # may admit the next session (its callback takes its own lock)
 
     def drop_stream(self) -> None:
         """Forget the open stream and its queued audio without decoding them."""
@@ -316,6 +406,8 @@ class Session:
             self.stream_number += 1
             self._queue.clear()
             self.partial, self.partial_plain, self.live_n_best = ("", None), None, []
+            self.finish_when_done = False
+            self._release_slot()
 
     def clear(self) -> None:
         with self.lock:
@@ -342,7 +434,9 @@ class Session:
                 with self.lock:
                     while self._queue and self._queue[0][0] != self.stream_number:
                         self._queue.popleft()  # audio of a stream since finished or dropped
-                    if not self._queue:
+                    if not self._queue or not self.admitted:
+                        if self.finish_when_done and self.stream is not None and self.admitted:
+                            self._finalize_stream()  # Stop came while this was catching up
                         return
                     number, samples, sample_rate = self._queue.popleft()
                     stream, source = self.stream, self.source

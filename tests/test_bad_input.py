@@ -430,7 +430,8 @@ def test_stream_handler_needs_no_files(engine, tmp_path):
 
 @pytest.fixture()
 def small_app(tiny_checkpoint, tmp_path):
-    """demo/app.py on loopback with room for one recording and one waiting event; stopped by its own pid."""
+    """demo/app.py on loopback decoding one recording, with one more waiting for its slot and one waiting event in
+    Gradio's queue; stopped by its own pid."""
     import socket
 
     import httpx
@@ -440,7 +441,7 @@ def small_app(tiny_checkpoint, tmp_path):
         port = probe.getsockname()[1]
     log = tmp_path / "demo.log"
     env = {**CLI_ENV, "ASR_MODEL": str(tiny_checkpoint), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "ASR_MAX_RECORDINGS": "1", "ASR_QUEUE_SIZE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+           "ASR_MAX_RECORDINGS": "1", "ASR_WAITING_RECORDINGS": "1", "ASR_QUEUE_SIZE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, str(REPO_ROOT / "demo" / "app.py")], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -466,7 +467,7 @@ def join_stream(client, audio_path: Path):
     stream = next(d for d in client.config["dependencies"] if d.get("api_name") == "microphone_chunk")
     with open(audio_path, "rb") as handle:
         uploaded = httpx.post(client.upload_url, files=[("files", (audio_path.name, handle))]).json()[0]
-    body = {"data": [None, {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, False, 4, 0.5, 1.0, ""],
+    body = {"data": [None, {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, False, 4, 0.5, 1.0, "", False],
             "event_data": None, "fn_index": stream["id"], "trigger_id": stream["targets"][0][0]}
     event_id = client.send_data(body, {"fn_index": stream["id"], "session_hash": client.session_hash}, client.protocol, None)
     return event_id, client.pending_messages_per_event[event_id]
@@ -491,16 +492,21 @@ def test_app_queues_then_refuses_recordings_caps_uploads_and_opens_no_foreign_pa
     url, log = small_app
     chunk = tmp_path / "chunk.wav"
     soundfile.write(str(chunk), np.zeros(19_200, np.int16), 48_000)
-    first, second, third = (Client(url, verbose=False) for _ in range(3))
+    first, second, third, fourth = (Client(url, verbose=False) for _ in range(4))
     first_id, first_messages = join_stream(first, chunk)
     assert wait_for(first_messages, "process_starts", 30)
-    second_id, second_messages = join_stream(second, chunk)  # no free recording slot: it waits in the queue
-    assert not wait_for(second_messages, "process_starts", 2)
-    with pytest.raises(Exception, match="Queue is full"):  # nor room to wait: refused, with Gradio's message
-        join_stream(third, chunk)
+    second_id, second_messages = join_stream(second, chunk)  # its audio is taken and kept while it waits for a slot
+    assert wait_for(second_messages, "process_starts", 30)
+    third_id, third_messages = join_stream(third, chunk)  # no room to wait with its audio kept: Gradio's queue
+    assert not wait_for(third_messages, "process_starts", 2)
+    with pytest.raises(Exception, match="Queue is full"):  # nor room in the queue: refused, with Gradio's message
+        join_stream(fourth, chunk)
     httpx.post(f"{first.src_prefixed}stream/{first_id}/close")
-    assert wait_for(second_messages, "process_starts", 30), "the waiting recording did not start when the slot freed"
-    httpx.post(f"{second.src_prefixed}stream/{second_id}/close")
+    first.predict(api_name="/record_stop")  # as the browser does: the slot goes to the recording waiting for it
+    assert wait_for(third_messages, "process_starts", 30), "the queued recording did not start when a place freed"
+    for client, event_id in ((second, second_id), (third, third_id)):
+        httpx.post(f"{client.src_prefixed}stream/{event_id}/close")
+        client.predict(api_name="/record_stop")
 
     big = tmp_path / "big.wav"
     big.write_bytes(bytes(51 * 2**20))
@@ -510,7 +516,7 @@ def test_app_queues_then_refuses_recordings_caps_uploads_and_opens_no_foreign_pa
 
     # A path on the server that nobody uploaded, sent as the upload's value: Gradio refuses it before the handler.
     upload = next(d for d in third.config["dependencies"] if d.get("api_name") == "file_chosen")
-    body = {"data": [None, {"path": str(REPO_ROOT / "asr" / "checkpoint.py"), "meta": {"_type": "gradio.FileData"}}, False, 4, 0.5, 1.0, ""],
+    body = {"data": [None, {"path": str(REPO_ROOT / "asr" / "checkpoint.py"), "meta": {"_type": "gradio.FileData"}}, False, 4, 0.5, 1.0, "", False],
             "event_data": None, "fn_index": upload["id"], "trigger_id": upload["targets"][0][0]}
     event_id = third.send_data(body, {"fn_index": upload["id"], "session_hash": third.session_hash}, third.protocol, None)
     messages, completed = third.pending_messages_per_event[event_id], None
@@ -522,7 +528,7 @@ def test_app_queues_then_refuses_recordings_caps_uploads_and_opens_no_foreign_pa
         time.sleep(0.05)
     assert completed is not None and completed["success"] is False
     assert "was not uploaded by a user" in log.read_text()
-    transcripts, _, notice, _ = third.predict(handle_file(str(good_wav)), False, 4, 0.5, 1.0, "", api_name="/file_chosen")
+    transcripts, _, notice, *_ = third.predict(handle_file(str(good_wav)), False, 4, 0.5, 1.0, "", False, api_name="/file_chosen")
     assert 'class="utterance"' in transcripts and 'class="error"' not in notice  # and the app goes on serving
     ours = [block for block in log.read_text().split("Traceback")[1:]
             if f'File "{REPO_ROOT}/demo/' in block or f'File "{REPO_ROOT}/asr/' in block]  # Gradio's own refusals log theirs

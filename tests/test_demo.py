@@ -473,3 +473,75 @@ def test_narrow_screens_stack_the_columns():
     assert "@media (max-width: 800px)" in render.CSS
     html = render.transcripts_html([render.TranscriptLine("a b", "a c", "now", final=False, plain="a d")], show_plain=True)
     assert html.count('<div class="column ') == 3 and '<div class="columns three">' in html
+
+
+# --- a busy demo: slots, the line, catching up ------------------------------------------------------
+
+def test_admission_serves_in_arrival_order_and_estimates_the_wait():
+    from demo.capacity import Admission, StreamCost
+
+    admission = Admission(2)
+    admitted = []
+    assert admission.request(1, lambda: admitted.append(1)) and admission.request(2, lambda: admitted.append(2))
+    assert not admission.request(3, lambda: admitted.append(3)) and not admission.request(4, lambda: admitted.append(4))
+    assert not admission.request(3, lambda: admitted.append(3))  # asking again keeps its place, once
+    assert (admission.position(3), admission.position(4), admission.busy()) == (1, 2, (2, 2))
+    first, second, third = (admission.estimated_wait(position) for position in (1, 2, 3))
+    assert 0 < first <= second + 0.1 and second + 5 < third  # the third waits a whole round more
+    admission.release(4)  # gave up waiting
+    admission.release(1)
+    deadline = __import__("time").monotonic() + 5
+    while admitted != [3] and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    assert admitted == [3] and admission.holds(3) and admission.position(4) is None and admission.busy() == (2, 0)
+    assert StreamCost(0.25, 2).slots == 6 and StreamCost(0.5, 16).slots == 24 and StreamCost(5.0, 2).slots == 1
+
+
+def test_a_recording_waiting_for_a_slot_keeps_its_audio_and_catches_up(tiny_checkpoint, arpa, clip):
+    engine = handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu", slots=1)
+    assert engine.admission.slots == 1 and engine.stream_cost.cpu_seconds_per_second > 0
+    chunks, pcm = as_browser_chunks(*clip)
+    first, _ = handlers.on_record_start(engine, None)
+    first, view = handlers.on_microphone_chunk(engine, first, chunks[0], controls())
+    assert re.search(r'data-name="State">live<', view.figures)
+    idle, view = handlers.on_load(engine, None, controls())
+    assert "Busy: all 1 live transcription slots are in use" in view.capacity and "1st in line" in view.capacity
+
+    second, _ = handlers.on_record_start(engine, None)
+    for chunk in chunks:  # says everything while waiting
+        second, view = handlers.on_microphone_chunk(engine, second, chunk, controls())
+    assert re.search(r'data-name="State">waiting<', view.figures) and "you are 1st in line" in view.notice
+    assert not second.history and second.queued_seconds() > 0.9 * len(pcm) / 48000
+    second, view = handlers.on_record_stop(engine, second)  # stops before its turn: finished once it has a slot
+    assert second.finish_when_done and not second.history
+    idle, view = handlers.on_tick(engine, idle)
+    assert "2nd in line" in view.capacity  # the line grew since the idle tab's last view
+    idle, view = handlers.on_tick(engine, idle)
+    assert view is None  # nothing changed since
+
+    handlers.on_record_stop(engine, first)  # frees the slot: the waiting recording catches up and finishes
+    deadline = __import__("time").monotonic() + 60
+    while second.stream is not None and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.05)
+    second, view = handlers.on_tick(engine, second)
+    assert view is not None and re.search(r'data-name="State">finished<', view.figures)
+    greedy, _, log_probs = engine.recognizer.transcribe(pcm, 48000)
+    assert [line.greedy for line in second.history] == [greedy.text]  # every word said while waiting is there
+    assert not engine.admission.busy()[0] and not engine.admission.busy()[1]
+    idle, view = handlers.on_tick(engine, idle)
+    assert view is not None and view.capacity == ""  # the busy notice went away
+
+
+def test_waiting_audio_is_bounded_and_the_page_says_what_was_not_kept(tiny_checkpoint, arpa, clip, monkeypatch):
+    monkeypatch.setattr(demo_session, "MAX_WAITING_SECONDS", 1.0)
+    engine = handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu", slots=1)
+    chunks, _ = as_browser_chunks(*clip)
+    first, _ = handlers.on_microphone_chunk(engine, None, chunks[0], controls())
+    second = None
+    for chunk in chunks[:6]:
+        second, view = handlers.on_microphone_chunk(engine, second, chunk, controls())
+    assert second.queued_seconds() <= 1.0 + CHUNK_SECONDS and second.audio_not_kept >= 1.0
+    assert "were not kept" in view.notice
+    handlers.close_session(first)
+    handlers.close_session(second)
+    assert engine.admission.busy() == (0, 0)

@@ -1,0 +1,125 @@
+"""How many streams the demo decodes at once, and who waits in line for the next free slot.
+
+A stream (a recording or a file) decodes only while it holds a slot. The others keep their audio
+(bounded) and wait in arrival order; when a slot frees, the first in line takes it and catches up
+faster than real time. Slots follow from what a stream costs on this machine (measured at start on a
+shipped example clip) and the cores the process may use, so a bigger Space admits more without an edit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import soundfile
+
+from asr.streaming import Recognizer
+
+# Share of the cores live decoding may take; the rest is for Gradio, the page updates and the pictures. Measured
+# with bench/load.py (bench/RESULTS.md "Load"): at 0.75 the admitted streams stayed real time.
+DECODING_SHARE = 0.75
+TYPICAL_RECORDING_SECONDS = 20.0  # the wait estimate's prior, until recordings have been seen
+RECENT_WEIGHT = 0.2  # how fast the typical recording length follows the recordings finished
+CALIBRATION_CLIP = Path(__file__).resolve().parent / "examples" / "example-5-espeak-en-us_grandpa.wav"
+
+
+@dataclass(frozen=True)
+class StreamCost:
+    cpu_seconds_per_second: float  # CPU time one stream's full pipeline takes per second of audio
+    cores: int
+
+    @property
+    def slots(self) -> int:
+        return max(1, math.floor(self.cores * DECODING_SHARE / max(self.cpu_seconds_per_second, 1e-3)))
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def measure_stream_cost(recognizer: Recognizer, clip: Path = CALIBRATION_CLIP, chunk_seconds: float = 0.4) -> StreamCost:
+    """CPU seconds per audio second of one stream (features, model, greedy, beam + LM) on this machine, measured on
+    a shipped clip fed in microphone-sized chunks: the cost the slots are sized by."""
+    samples, rate = soundfile.read(str(clip), dtype="float32")
+    step = int(chunk_seconds * rate)
+    stream = recognizer.create_stream()
+    stream.accept(samples[:step], rate)  # first-call costs (allocations, LM pages) are not a stream's running cost
+    started = time.thread_time()
+    for start in range(step, len(samples), step):
+        stream.accept(samples[start : start + step], rate)
+    stream.finalize()
+    seconds = (len(samples) - step) / rate
+    return StreamCost((time.thread_time() - started) / seconds, usable_cores())
+
+
+class Admission:
+    """Slots for decoding streams, and the line of streams waiting for one; shared by every session."""
+
+    def __init__(self, slots: int):
+        self.slots = max(1, slots)
+        self._lock = threading.Lock()
+        self._holders: dict[int, float] = {}  # session id -> when it got its slot (time.monotonic)
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()  # (session id, call when admitted)
+        self.typical_seconds = TYPICAL_RECORDING_SECONDS
+
+    def request(self, session_id: int, on_admitted: Callable[[], None]) -> bool:
+        """True if the session holds a slot now; otherwise it joins the line and `on_admitted` runs when it gets one."""
+        with self._lock:
+            if session_id in self._holders:
+                return True
+            if len(self._holders) < self.slots and not self._waiting:
+                self._holders[session_id] = time.monotonic()
+                return True
+            if all(waiting != session_id for waiting, _ in self._waiting):
+                self._waiting.append((session_id, on_admitted))
+            return False
+
+    def release(self, session_id: int) -> None:
+        """The session's stream is done (or gone): free its slot or its place in line, and admit who is next."""
+        admitted = []
+        with self._lock:
+            held_since = self._holders.pop(session_id, None)
+            if held_since is not None:
+                held = time.monotonic() - held_since
+                self.typical_seconds += RECENT_WEIGHT * (held - self.typical_seconds)
+            self._waiting = deque(entry for entry in self._waiting if entry[0] != session_id)
+            while self._waiting and len(self._holders) < self.slots:
+                next_id, on_admitted = self._waiting.popleft()
+                self._holders[next_id] = time.monotonic()
+                admitted.append(on_admitted)
+        for on_admitted in admitted:  # on a thread of its own: the caller may hold its session's lock, the callee takes its own
+            threading.Thread(target=on_admitted, name="admitted", daemon=True).start()
+
+    def holds(self, session_id: int) -> bool:
+        with self._lock:
+            return session_id in self._holders
+
+    def position(self, session_id: int) -> int | None:
+        """1 for the first in line; None if the session is not waiting."""
+        with self._lock:
+            return next((index for index, (waiting, _) in enumerate(self._waiting, start=1) if waiting == session_id), None)
+
+    def busy(self) -> tuple[int, int]:
+        """(slots in use, streams waiting)."""
+        with self._lock:
+            return len(self._holders), len(self._waiting)
+
+    def estimated_wait(self, position: int) -> float:
+        """Seconds until the stream at `position` in line (1 = next) gets a slot: each holder is expected to last a
+        typical recording (at least a few seconds more), and each round of the line takes another."""
+        with self._lock:
+            now, typical = time.monotonic(), self.typical_seconds
+            remaining = sorted(max(typical - (now - since), 3.0) for since in self._holders.values())
+        if not remaining or len(remaining) < self.slots:
+            return 0.0
+        rounds, index = divmod(position - 1, self.slots)
+        return remaining[index] + rounds * typical
