@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import torch
 
@@ -52,11 +53,14 @@ BASELINE_COMMIT = "1267437"  # the last commit before the beam search's hot path
 # Settings tried on the real dev set: (name, changes to the shipped beam options).
 SETTINGS = (
     ("shipped default", {}),
+    ("token_min_logp -4.5", {"token_min_logp": -4.5}),
     ("token_min_logp -4", {"token_min_logp": -4.0}),
     ("token_min_logp -3", {"token_min_logp": -3.0}),
     ("beam_prune_logp -8", {"beam_prune_logp": -8.0}),
     ("beam_prune_logp -6", {"beam_prune_logp": -6.0}),
+    ("beam width 24", {"beam_width": 24}),
     ("beam width 16", {"beam_width": 16}),
+    ("beam width 12", {"beam_width": 12}),
     ("beam width 8", {"beam_width": 8}),
     ("width 16, token -4, prune -8", {"beam_width": 16, "token_min_logp": -4.0, "beam_prune_logp": -8.0}),
 )
@@ -88,7 +92,8 @@ def baseline_module(commit: str):
 def shipped_options(module, **changes):
     """The module's BeamSearchOptions with the shipped settings (asr.pretrained.BeamSettings) and `changes`."""
     settings = BeamSettings()
-    return module.BeamSearchOptions(beam_width=settings.beam_width, alpha=settings.alpha, beta=settings.beta, **changes)
+    return module.BeamSearchOptions(**{"beam_width": settings.beam_width, "alpha": settings.alpha, "beta": settings.beta,
+                                       **changes})
 
 
 class TimedDecoder:
@@ -175,7 +180,7 @@ def profile_live(recognizer, decoder, chunks, path: str) -> str:
 def dev_wer(manifest: str, before_module) -> list[dict]:
     """Each setting of SETTINGS on the whole manifest, offline, today's decoder; the default also with 'before'."""
     acoustic = compute_log_probs(None, read_manifest(manifest), "cpu")
-    rows, default_texts = [], None
+    rows, default_texts, default_errors = [], None, None
     variants = [("before: " + name, before_module, changes) for name, changes in SETTINGS[:1]]
     variants += [(name, decoding, changes) for name, changes in SETTINGS]
     for name, module, changes in variants:
@@ -186,11 +191,30 @@ def dev_wer(manifest: str, before_module) -> list[dict]:
             stream.extend(log_probs)
             hypotheses.append(stream.finalize().text)
         cpu = time.process_time() - started
-        default_texts = default_texts or hypotheses
+        errors = clip_errors(acoustic.references, hypotheses)
+        default_texts, default_errors = default_texts or hypotheses, errors if default_errors is None else default_errors
         changed = sum(a != b for a, b in zip(hypotheses, default_texts))
         rows.append({"setting": name, **score(acoustic.references, hypotheses), "beam_cpu_per_s": cpu / acoustic.audio_seconds,
-                     "changed": changed, "utterances": len(hypotheses), "audio_s": acoustic.audio_seconds})
+                     "changed": changed, "wer_change_95": wer_change_interval(errors, default_errors),
+                     "utterances": len(hypotheses), "audio_s": acoustic.audio_seconds})
     return rows
+
+
+def clip_errors(references: list[str], hypotheses: list[str]) -> np.ndarray:
+    """(word errors, reference words) of each clip: what a paired bootstrap resamples."""
+    counts = []
+    for reference, hypothesis in zip(references, hypotheses):
+        words = jiwer.process_words(reference, hypothesis)
+        counts.append((words.substitutions + words.deletions + words.insertions, words.hits + words.substitutions + words.deletions))
+    return np.array(counts)
+
+
+def wer_change_interval(errors: np.ndarray, baseline: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of the WER change against the baseline (clips resampled with replacement)."""
+    picks = np.random.default_rng(seed).integers(0, len(errors), (draws, len(errors)))
+    change = (errors[picks, 0].sum(axis=1) - baseline[picks, 0].sum(axis=1)) / baseline[picks, 1].sum(axis=1)
+    low, high = np.percentile(change, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def main() -> None:
@@ -225,9 +249,13 @@ def main() -> None:
     if args.wer:
         rows = dev_wer(args.manifest, before)
         table = ["", f"Offline, the whole of {args.manifest} ({rows[0]['utterances']} clips, {rows[0]['audio_s'] / 60:.1f} min), "
-                 "each setting on the shipped LM; 'changed': clips whose transcript differs from 'before: shipped default'.", "",
-                 "| setting | WER % | CER % | beam + LM CPU s per s | changed |", "| --- | ---: | ---: | ---: | ---: |"]
-        table += [f"| {row['setting']} | {100 * row['wer']:.2f} | {100 * row['cer']:.2f} | {row['beam_cpu_per_s']:.4f} | "
+                 "each setting on the shipped LM. 'changed': clips whose transcript differs from 'before: shipped default'; "
+                 "'WER change, 95 %': paired bootstrap over clips (2000 draws) of the WER minus that of 'before: shipped "
+                 "default', in points; an interval that holds 0 is a change within noise.", "",
+                 "| setting | WER % | CER % | WER change, 95 % | beam + LM CPU s per s | changed |",
+                 "| --- | ---: | ---: | --- | ---: | ---: |"]
+        table += [f"| {row['setting']} | {100 * row['wer']:.2f} | {100 * row['cer']:.2f} | "
+                  f"{100 * row['wer_change_95'][0]:+.2f} to {100 * row['wer_change_95'][1]:+.2f} | {row['beam_cpu_per_s']:.4f} | "
                   f"{row['changed']} |" for row in rows]
         print("\n".join(table), flush=True)
         lines += table

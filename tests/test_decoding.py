@@ -16,9 +16,10 @@ from tests.conftest import word_chain_arpa
 from pyctcdecode.decoder import BeamSearchDecoderCTC
 
 from asr.decoding import (
-    BeamSearchDecoder,
     _RECENT_WORD_NODES,
+    BeamSearchDecoder,
     BeamSearchOptions,
+    BeamSearchStream,
     GreedyDecoder,
     LanguageModelError,
     build_beam_decoder_with_fallback,
@@ -170,7 +171,10 @@ def spoken(text: str, seed: int) -> np.ndarray:
 # An exact tie between "a" and "g": pyctcdecode then keeps the one its set of candidate labels yields first
 # ("g", index 9, comes before "a", index 3, in a small Python set), so the visiting order must match too.
 EXACT_TIE = log_probs(*spell("the "), {"a": 0.45, "g": 0.45}, {"_": 0.98})
-MATRICES = [random_peaky(0), random_peaky(1), spoken("the cat sat", 2), spoken("the kat sat the cat", 3), EXACT_TIE]
+# Pauses: runs of frames where blank is the only candidate, which the stream passes through by a shortcut.
+SILENCE = log_probs(*[{"_": p} for p in (0.97, 0.999, 0.9, 0.99)], {"_": 0.95, "t": 0.04}, *[{"_": 0.98}] * 5)
+PAUSED = np.concatenate([spoken("the cat ", 4), SILENCE, spoken("sat", 5), SILENCE])
+MATRICES = [random_peaky(0), random_peaky(1), spoken("the cat sat", 2), spoken("the kat sat the cat", 3), EXACT_TIE, PAUSED]
 
 
 def chunkings(frames: int) -> list[list[int]]:
@@ -201,6 +205,32 @@ def test_streaming_equals_offline_pyctcdecode(arpa, with_lm, hotwords, prune_his
                 assert [(w.word, (w.start_frame, w.end_frame)) for w in final.words] == expected[0][1]
     finally:
         reference.cleanup()
+
+
+@pytest.mark.parametrize("with_lm", [False, True])
+def test_pauses_take_the_blank_shortcut(arpa, with_lm, monkeypatch):
+    """The parity test above covers PAUSED; this checks that it really went through the shortcut."""
+    passed = []
+    shortcut = BeamSearchStream._pass_blank_frames
+    monkeypatch.setattr(BeamSearchStream, "_pass_blank_frames", lambda self, *args: passed.append(shortcut(self, *args)) or passed[-1])
+    decoder = BeamSearchDecoder(LABELS, BeamSearchOptions(beam_width=10, alpha=0.7, beta=1.0), lm_path=arpa if with_lm else None)
+    assert decoder.decode(PAUSED).text == "the cat sat"
+    # Two pauses of 10 frames, each broken once by a rival letter: all but the first frame of each run of blanks.
+    assert sum(passed) >= 2 * (3 + 4)
+
+
+def test_words_coming_back_are_not_scored_again(arpa):
+    """A word node dropped from the beam and wanted again a few frames later is kept, not rebuilt by the LM."""
+    decoder = BeamSearchDecoder(LABELS, BeamSearchOptions(beam_width=10, alpha=0.7, beta=1.0), lm_path=arpa)
+    built, extend_prefix = [], decoder.extend_prefix
+    decoder.extend_prefix = lambda parent, word: built.append((tuple(parent.words()), word)) or extend_prefix(parent, word)
+    for matrix in MATRICES:
+        built.clear()
+        stream = decoder.new_stream()
+        for frame in range(len(matrix)):
+            stream.extend(matrix[frame : frame + 1])
+        stream.finalize()
+        assert len(built) == len(set(built))
 
 
 def test_pruned_hypotheses_are_freed():
