@@ -179,7 +179,7 @@ def capacity_notice(session: Session) -> str:
     wait = admission.estimated_wait(waiting + 1)
     return (f"Busy: all {admission.slots} live transcription slots are in use"
             + (f" and {waiting} recording{'s' if waiting != 1 else ''} {'are' if waiting != 1 else 'is'} waiting" if waiting else "")
-            + f". Press Record now and you will be {_ordinal(waiting + 1)} in line, about {_seconds(wait)}; what you say "
+            + f". Press Record now and you will be {_ordinal(waiting + 1)} in line ({_wait_in_words(wait)}); what you say "
             f"meanwhile is kept (up to {MAX_WAITING_SECONDS:.0f} s) and transcribed when your turn comes.")
 
 
@@ -352,7 +352,7 @@ def _line_notice(session: Session) -> str:
     position = session.waiting_position()
     if position is not None:
         wait = session.engine.admission.estimated_wait(position)
-        return (f"Waiting for a free transcription slot: you are {_ordinal(position)} in line, about {_seconds(wait)}. "
+        return (f"Waiting for a free transcription slot: you are {_ordinal(position)} in line ({_wait_in_words(wait)}). "
                 f"Keep talking: your audio is kept ({session.queued_seconds():.0f} s so far) and transcribed when your turn "
                 f"comes.{lost}")
     behind = session.queued_seconds() if session.stream is not None else 0.0
@@ -366,8 +366,11 @@ def _ordinal(number: int) -> str:
     return f"{number}{suffix}"
 
 
-def _seconds(seconds: float) -> str:
-    return "under 5 s" if seconds < 5 else f"{5 * round(seconds / 5):.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+def _wait_in_words(seconds: float) -> str:
+    """A wait in words, as rough as the estimate is."""
+    if seconds < 5:
+        return "a slot should free up any moment"
+    return f"about {5 * round(seconds / 5):.0f} s" if seconds < 120 else f"about {seconds / 60:.0f} min"
 
 
 def _n_best_view(session: Session, beam_title: str) -> str:

@@ -100,13 +100,25 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
     """`python demo/app.py` on a free loopback port; yields (url, log path)."""
+    yield from running_demo(model, tmp_path_factory, ARTIFACTS / "demo_e2e_server.log")
+
+
+@pytest.fixture(scope="module")
+def busy_server(model, tmp_path_factory):
+    """The demo decoding one stream at a time, so a second recording waits for the slot."""
+    yield from running_demo(model, tmp_path_factory, ARTIFACTS / "demo_e2e_busy_server.log", {"ASR_MAX_RECORDINGS": "1"})
+
+
+def running_demo(model, tmp_path_factory, log_path: Path, extra_env: dict | None = None):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log_path = ARTIFACTS / "demo_e2e_server.log"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "ASR_MODEL": str(model), "ASR_DEVICE": "cpu",
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_HEARTBEAT_INTERVAL": "1", "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")), "HF_HUB_OFFLINE": "1"}
+           "GRADIO_HEARTBEAT_INTERVAL": "1", "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")), "HF_HUB_OFFLINE": "1",
+           **(extra_env or {})}
     env.pop("ASR_LM", None)
+    if not extra_env or "ASR_MAX_RECORDINGS" not in extra_env:
+        env.pop("ASR_MAX_RECORDINGS", None)
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, str(REPO_ROOT / "demo" / "app.py")], cwd=REPO_ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
@@ -340,3 +352,38 @@ def test_closing_the_tab_frees_its_session(browser, server, clips):
         assert time.monotonic() < deadline, "the closed tab's session was not freed"
         time.sleep(0.5)
 
+
+
+def test_a_recording_waiting_for_a_busy_slot_loses_no_words(browser, busy_server, clips, cli):
+    """With every slot taken (the server decodes one stream at once), a second page is told before it speaks, records
+    while waiting, and once the first page stops, catches up: its transcript is the whole recording's."""
+    url, _ = busy_server
+    duration = soundfile.info(str(clips["microphone"])).duration
+    holder, waiter = open_page(browser, url), open_page(browser, url)
+    holder.locator("#microphone").get_by_role("button", name="Record").click()
+    holder.wait_for_function("""() => document.querySelector('#figures td[data-name="State"]')?.innerText.trim() === 'live'""")
+    waiter.wait_for_selector("#capacity .busy:has-text('you will be 1st in line')")  # said before anyone speaks
+
+    waiter.locator("#microphone").get_by_role("button", name="Record").click()
+    waiter.wait_for_selector("#notice .info:has-text('you are 1st in line')")
+    assert figure(waiter, "State") == "waiting"
+    deadline = time.monotonic() + duration + 60
+    while "kept (" not in waiter.locator("#notice").inner_text() or float(
+            re.search(r"kept \((\d+) s so far", waiter.locator("#notice").inner_text())[1]) < duration:
+        assert time.monotonic() < deadline, "the waiting page's audio was not kept"
+        time.sleep(0.5)  # the whole clip is said while waiting
+    waiter.screenshot(path=str(ARTIFACTS / "demo_waiting.png"), full_page=True)
+    holder.locator("#microphone").get_by_role("button", name="Stop").click()
+    waiter.wait_for_function("""() => ['catching up', 'live'].includes(document.querySelector('#figures td[data-name="State"]')?.innerText.trim())""")
+    waiter.locator("#microphone").get_by_role("button", name="Stop").click()
+    wait_until_finished(waiter, "microphone")
+
+    assert seconds_processed(waiter) >= duration - 0.5, "audio said while waiting went missing"
+    heard = {column: finished_text(waiter, column) for column in ("greedy", "beam")}
+    references = [cli[f"microphone+{buffers}"] for buffers in START_OFFSETS]
+    for column, text in heard.items():
+        error_rate, closest = min((cer(reference[column], text), reference[column]) for reference in references)
+        print(f"waiting page {column}: CER {error_rate:.3f} against the closest start of the file")
+        assert error_rate <= MIC_MAX_CER[column], f"{column}: page {text!r} vs command line {closest!r} (CER {error_rate:.3f})"
+    holder.close()
+    waiter.close()
