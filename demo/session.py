@@ -44,6 +44,9 @@ CATCHING_UP_SECONDS = 1.0  # a stream with more than this queued is shown as cat
 # finished, so its slot goes to who waits. A recording tab sends chunks every 0.4 s, silence included.
 SILENT_STREAM_SECONDS = 10.0
 REAPER_SECONDS = 2.0
+# A picture costs about 0.3 s of CPU (render.utterance_picture), as much as decoding several seconds of speech; only
+# the newest is ever on the page, so while a stream is live one is drawn at most this often (the last one at the end).
+PICTURE_INTERVAL_SECONDS = 5.0
 FINISH_TIMEOUT_SECONDS = 60.0  # how long Stop waits for queued audio before giving the stream up
 SUPERSEDE_TIMEOUT_SECONDS = 2.0  # a new input waits this long for the old one's queue, then drops it
 N_BEST_REFRESH_SECONDS = 1.0  # the live n-best panel is listed at most this often (a display, not a per-frame cost)
@@ -253,6 +256,8 @@ class Session:
         self.picture: np.ndarray | None = None
         self.picture_version = 0  # bumps with every new picture, so a view sends it only once
         self.picture_shown = -1  # the version the tab has
+        self._picture_drawn_at = -PICTURE_INTERVAL_SECONDS  # time.monotonic() of the stream's last picture
+        self._undrawn: tuple[Utterance, str] | None = None  # the newest finished utterance, while its picture waits
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.info = ""
@@ -389,7 +394,9 @@ class Session:
         self.stream_number += 1
         self.finish_when_done = False
         partial = stream.finalize()
-        picture = self._picture(partial.finished[-1], self.source) if partial.finished else None
+        newest = (partial.finished[-1], self.source) if partial.finished else self._undrawn
+        picture = self._picture(*newest) if newest is not None else None
+        self._undrawn = None
         self._absorb(partial, picture)
         self.partial, self.partial_plain, self.live_n_best, self.info = ("", None), None, [], ""
         self._release_slot()
@@ -446,8 +453,12 @@ class Session:
                     with self.lock:
                         self.errors = [f"{source}: {error}"]
                     continue
-                picture = self._picture(partial.finished[-1], source) if partial.finished else None
                 now = time.monotonic()
+                picture = None
+                if partial.finished:
+                    self._undrawn = (partial.finished[-1], source)
+                if self._undrawn is not None and now - self._picture_drawn_at >= PICTURE_INTERVAL_SECONDS:
+                    picture, self._picture_drawn_at, self._undrawn = self._picture(*self._undrawn), now, None
                 n_best = None
                 if partial.finished or now - self._n_best_listed_at >= N_BEST_REFRESH_SECONDS:
                     n_best, self._n_best_listed_at = stream.live_n_best(), now  # this worker alone drives the stream
