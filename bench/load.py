@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,4,16", help="comma-separated numbers of concurrent clients")
     parser.add_argument("--seconds", type=float, default=8.0, help="audio each client speaks (clips joined until this long)")
+    parser.add_argument("--manifest", type=Path, default=TEST_MANIFEST,
+                        help="clips the clients say (default: the synthetic test set; e.g. data/real/dev-commonvoice.jsonl)")
     parser.add_argument("--max-cer", type=float, default=0.02, help="largest greedy CER between a client's final text and its reference")
     parser.add_argument("--max-beam-cer", type=float, default=0.02, help="largest beam CER between a client's final text and its reference")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds to wait for the demo to come up")
@@ -101,18 +103,18 @@ class Speech:
     sources: list[str]
 
 
-def clip_pool() -> list[tuple[str, np.ndarray]]:
-    """(name, float32 at 16 kHz) clips: the synthetic test set, else espeak-ng sentences."""
-    entries = [json.loads(line) for line in TEST_MANIFEST.read_text().splitlines() if line.strip()] if TEST_MANIFEST.is_file() else []
+def clip_pool(manifest: Path = TEST_MANIFEST) -> list[tuple[str, np.ndarray]]:
+    """(name, float32 at 16 kHz) clips: the manifest's, else espeak-ng sentences."""
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()] if manifest.is_file() else []
     if entries:  # an empty manifest (a corpus build cut short) falls back to espeak-ng like a missing one
         entries.sort(key=lambda e: e["audio_filepath"])
         clips = []
         for entry in entries:
-            samples, rate = soundfile.read(str(TEST_MANIFEST.parent / entry["audio_filepath"]), dtype="float32")
+            samples, rate = soundfile.read(str(manifest.parent / entry["audio_filepath"]), dtype="float32")
             clips.append((entry["audio_filepath"], _resample(samples, rate, 16000)))
         return clips
     if shutil.which("espeak-ng") is None:
-        sys.exit("error: no data/synth/test.jsonl and no espeak-ng to make clips with")
+        sys.exit(f"error: no clips in {manifest} and no espeak-ng to make clips with")
     clips = []
     with tempfile.TemporaryDirectory() as folder:
         for index, (text, voice) in enumerate((t, v) for v in ("en-us", "en-gb", "en-us+f3", "en-gb+m3") for t in ESPEAK_SENTENCES):
@@ -215,9 +217,10 @@ class DemoServer:
     def _slots(self) -> str:
         """Streams decoded at once, as the demo's log says (this tree), else the revision's recording limit."""
         self.log.flush()
-        found = re.search(r"([\d.]+) CPU s per s of audio on (\d+) cores: (\d+) streams decode at once", Path(self.log.name).read_text())
+        found = re.search(r"([\d.]+) CPU s per s of audio here \(\+([\d.]+) for Gradio's transport\) on (\d+) cores: (\d+) streams "
+                          r"decode at once", Path(self.log.name).read_text())
         if found:
-            return f"{found[3]} (cost {float(found[1]):.3f})" if not self.requested else found[3]
+            return f"{found[4]} (cost {float(found[1]):.3f} + {float(found[2]):.3f})" if not self.requested else found[4]
         return str(self.requested or 4)
 
     def cpu_seconds(self) -> float:
@@ -543,9 +546,9 @@ def write_results(report: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    counts = [int(n) for n in args.clients.split(",") if n.strip()]
+    counts = sorted({int(n) for n in args.clients.split(",") if n.strip()})
     model, lm = os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None
-    pool = clip_pool()
+    pool = clip_pool(args.manifest)
     folder = Path(tempfile.mkdtemp(prefix="demo-load-"))
     speeches = {}
     for count in counts:

@@ -2,8 +2,10 @@
 
 A stream (a recording or a file) decodes only while it holds a slot. The others keep their audio
 (bounded) and wait in arrival order; when a slot frees, the first in line takes it and catches up
-faster than real time. Slots follow from what a stream costs on this machine (measured at start on a
-shipped example clip) and the cores the process may use, so a bigger Space admits more without an edit.
+faster than real time. Slots follow from what a stream costs on this machine (measured at start:
+a shipped example clip through a session as the browser sends it, handlers, views and pictures
+included, plus Gradio's own work per chunk) and the cores the process may use, so a bigger Space
+admits more without an edit.
 """
 
 from __future__ import annotations
@@ -17,26 +19,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import soundfile
-
-from asr.streaming import Recognizer
-
 # Share of the cores live decoding may take; the rest is for Gradio, the page updates and the pictures. Measured
 # with bench/load.py (bench/RESULTS.md "Load"): at 0.75 the admitted streams stayed real time.
 DECODING_SHARE = 0.75
 TYPICAL_RECORDING_SECONDS = 20.0  # the wait estimate's prior, until recordings have been seen
 RECENT_WEIGHT = 0.2  # how fast the typical recording length follows the recordings finished
 CALIBRATION_CLIP = Path(__file__).resolve().parent / "examples" / "example-5-espeak-en-us_grandpa.wav"
+# Gradio's own CPU per second of a recording (receiving each 0.4 s chunk, decoding its WAV, sending the page update):
+# what bench/load.py's server CPU at one client exceeded the calibration by (bench/RESULTS.md "Load").
+TRANSPORT_CPU_SECONDS_PER_SECOND = 0.05
 
 
 @dataclass(frozen=True)
 class StreamCost:
-    cpu_seconds_per_second: float  # CPU time one stream's full pipeline takes per second of audio
+    cpu_seconds_per_second: float  # CPU time one stream takes in the demo's process per second of audio, measured
     cores: int
+    transport: float = TRANSPORT_CPU_SECONDS_PER_SECOND
+
+    @property
+    def total(self) -> float:
+        return self.cpu_seconds_per_second + self.transport
 
     @property
     def slots(self) -> int:
-        return max(1, math.floor(self.cores * DECODING_SHARE / max(self.cpu_seconds_per_second, 1e-3)))
+        return max(1, math.floor(self.cores * DECODING_SHARE / max(self.total, 1e-3)))
 
 
 def usable_cores() -> int:
@@ -46,30 +52,27 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def measure_stream_cost(recognizer: Recognizer, clip: Path = CALIBRATION_CLIP, chunk_seconds: float = 0.4) -> StreamCost:
-    """CPU seconds per audio second of one stream (features, model, greedy, beam + LM) on this machine, measured on
-    a shipped clip fed in microphone-sized chunks: the cost the slots are sized by."""
-    samples, rate = soundfile.read(str(clip), dtype="float32")
-    step = int(chunk_seconds * rate)
-    stream = recognizer.create_stream()
-    stream.accept(samples[:step], rate)  # first-call costs (allocations, LM pages) are not a stream's running cost
-    started = time.process_time()  # the whole process: Batch Dispatch steps the model on its own thread
-    for start in range(step, len(samples), step):
-        stream.accept(samples[start : start + step], rate)
-    stream.finalize()
-    seconds = (len(samples) - step) / rate
-    return StreamCost((time.process_time() - started) / seconds, usable_cores())
+def measure_cost(run: Callable[[], float]) -> StreamCost:
+    """The CPU cost of `run` (which processes some audio and returns its seconds) per audio second, on process time:
+    every thread counts (Batch Dispatch steps the model on its own; pictures are drawn on the decode workers)."""
+    started = time.process_time()
+    seconds = run()
+    return StreamCost((time.process_time() - started) / max(seconds, 1e-9), usable_cores())
 
 
 class Admission:
     """Slots for decoding streams, and the line of streams waiting for one; shared by every session."""
 
     def __init__(self, slots: int):
-        self.slots = max(1, slots)
+        self.slots = max(1, slots)  # may be raised or lowered once the stream cost is measured (resize)
         self._lock = threading.Lock()
         self._holders: dict[int, float] = {}  # session id -> when it got its slot (time.monotonic)
         self._waiting: deque[tuple[int, Callable[[], None]]] = deque()  # (session id, call when admitted)
         self.typical_seconds = TYPICAL_RECORDING_SECONDS
+
+    def resize(self, slots: int) -> None:
+        with self._lock:
+            self.slots = max(1, slots)
 
     def request(self, session_id: int, on_admitted: Callable[[], None]) -> bool:
         """True if the session holds a slot now; otherwise it joins the line and `on_admitted` runs when it gets one."""

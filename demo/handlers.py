@@ -20,15 +20,10 @@ from asr.audio import load_audio
 from asr.features import AudioError, to_mono_float32
 from asr.pretrained import BeamSettings
 from demo import render
-from demo.session import (  # noqa: F401  (load_engine: for app and tests)
-    CATCHING_UP_SECONDS,
-    MAX_WAITING_SECONDS,
-    DecoderChoice,
-    Engine,
-    FinishedLine,
-    Session,
-    load_engine,
-)
+from asr.streaming import EndpointConfig
+from demo import session as sessions
+from demo.capacity import CALIBRATION_CLIP, measure_cost
+from demo.session import CATCHING_UP_SECONDS, MAX_SLOTS, MAX_WAITING_SECONDS, DecoderChoice, Engine, FinishedLine, Session
 
 log = logging.getLogger("demo")
 
@@ -65,6 +60,41 @@ class View:
     picture_changed: bool = False
     n_best: str = ""
     capacity: str = ""  # under the Record button: what pressing it will do when the demo is busy
+
+
+def load_engine(model: str | None = None, lm_path: str | None = None, device: str = "auto",
+                endpoint: EndpointConfig = EndpointConfig(), slots: int | None = None) -> Engine:
+    """The demo's engine, its decoding slots sized by what one stream costs here (measured now) unless `slots` says."""
+    engine = sessions.load_engine(model, lm_path, device, endpoint, slots)
+    _speak_calibration_clip(engine)  # the first pass pays for loading (LM pages, allocations), not for streaming
+    engine.stream_cost = cost = measure_cost(lambda: _speak_calibration_clip(engine))
+    engine.admission.resize(min(slots or cost.slots, MAX_SLOTS))
+    log.info("one stream costs %.3f CPU s per s of audio here (+%.3f for Gradio's transport) on %d cores: %d streams "
+             "decode at once%s", cost.cpu_seconds_per_second, cost.transport, cost.cores, engine.admission.slots,
+             " (set by ASR_MAX_RECORDINGS)" if slots else "")
+    return engine
+
+
+def _speak_calibration_clip(engine: Engine) -> float:
+    """A shipped clip through a fresh session as a browser sends it (48 kHz 16-bit chunks of 0.4 s, then Stop), every
+    page update rendered; returns its seconds."""
+    import soundfile
+    import torch
+    import torchaudio
+
+    samples, rate = soundfile.read(str(CALIBRATION_CLIP), dtype="float32")
+    browser_rate = 48_000
+    resampled = torchaudio.functional.resample(torch.from_numpy(samples), rate, browser_rate).numpy()
+    pcm = (np.clip(resampled, -1.0, 1.0) * 32767).astype(np.int16)
+    step = int(UPLOAD_CHUNK_SECONDS * browser_rate)
+    session, _ = on_record_start(engine, None)
+    controls = default_controls(engine)
+    for start in range(0, len(pcm), step):
+        session, _ = on_microphone_chunk(engine, session, (browser_rate, pcm[start : start + step]), controls)
+        session.wait_until_idle(30)
+    on_record_stop(engine, session)
+    close_session(session)
+    return len(pcm) / browser_rate
 
 
 def settings_for(engine: Engine, controls: Controls) -> BeamSettings:

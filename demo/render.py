@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import html
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -231,42 +232,107 @@ def _label_name(label: str) -> str:
     return {"_": "∅", " ": "␣"}.get(label, label)
 
 
+PICTURE_WIDTH = 990
+_MARGIN_LEFT, _MARGIN_RIGHT, _TITLE_HEIGHT = 62, 12, 24
+_SPECTRUM_HEIGHT, _LETTER_BAND, _ROW_HEIGHT, _AXIS_HEIGHT = 170, 18, 9, 40
+
+
+@lru_cache(maxsize=None)
+def _palette(name: str) -> np.ndarray:
+    """A matplotlib colormap as a 256-entry uint8 RGB table (no figure: a lookup per pixel)."""
+    from matplotlib import colormaps
+
+    return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+@lru_cache(maxsize=None)
+def _font(size: int):
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+def _colour(values: np.ndarray, palette: str, low: float, high: float) -> np.ndarray:
+    scaled = np.clip((values - low) / max(high - low, 1e-9), 0.0, 1.0)
+    return _palette(palette)[(scaled * 255).round().astype(np.int64)]
+
+
+def _columns(count: int, seconds_each: float, duration: float, width: int) -> np.ndarray:
+    """For each pixel column of a panel `width` wide spanning `duration`, the data column it shows (-1: none)."""
+    times = (np.arange(width) + 0.5) * duration / width
+    index = np.floor(times / seconds_each).astype(np.int64)
+    return np.where(index < count, index, -1)
+
+
 def utterance_picture(features: np.ndarray, log_probs: np.ndarray, frame_seconds: float, output_frame_seconds: float,
                       title: str = "", labels: tuple[str, ...] = LABELS) -> np.ndarray:
-    """Log-mel spectrogram above the CTC posteriorgram on one time axis; returns an RGB uint8 image."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: figures stay local to the call, safe across threads
+    """Log-mel spectrogram above the CTC posteriorgram on one time axis; returns an RGB uint8 image.
 
-    # Fixed margins, not a layout engine: constrained layout measured every tick and letter and took half of the
-    # picture's time, and a picture is drawn per utterance on the serving cores (bench/load.py).
-    figure = Figure(figsize=(11, 6.5), dpi=90)
-    FigureCanvasAgg(figure)
-    spectrum_axes, posterior_axes = figure.subplots(2, 1, sharex=True, height_ratios=(1, 1.7))
-    figure.subplots_adjust(left=0.065, right=0.99, top=0.94, bottom=0.08, hspace=0.12)
+    Drawn with numpy and PIL rather than a matplotlib figure: a picture is made per utterance on the cores that serve
+    every stream, and a figure's layout and text cost about 0.4 s where this costs a few milliseconds.
+    """
+    from PIL import Image, ImageDraw
+
+    rows = len(labels)
+    panel_width = PICTURE_WIDTH - _MARGIN_LEFT - _MARGIN_RIGHT
+    spectrum_top = _TITLE_HEIGHT
+    posterior_top = spectrum_top + _SPECTRUM_HEIGHT + _LETTER_BAND
+    height = posterior_top + rows * _ROW_HEIGHT + _AXIS_HEIGHT
+    canvas = np.full((height, PICTURE_WIDTH, 3), 255, np.uint8)
     duration = max(len(features) * frame_seconds, len(log_probs) * output_frame_seconds, 1e-3)
-    if len(features):
-        spectrum_axes.imshow(features.T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-                             extent=(0, len(features) * frame_seconds, 0, features.shape[1]))
-    spectrum_axes.set_ylabel("mel bin")
-    spectrum_axes.set_title(title or "log-mel spectrogram and CTC posteriorgram", fontsize=10, pad=4)
+    left = _MARGIN_LEFT
 
-    probabilities = np.exp(log_probs.T) if len(log_probs) else np.zeros((len(labels), 1))
-    posterior_axes.imshow(probabilities, origin="lower", aspect="auto", cmap="Blues", vmin=0.0, vmax=1.0,
-                          interpolation="nearest", extent=(0, max(len(log_probs), 1) * output_frame_seconds, -0.5, len(labels) - 0.5))
-    posterior_axes.set_yticks(range(len(labels)), [_label_name(label) for label in labels], fontsize=6.5)
-    posterior_axes.set_ylabel("character")
-    posterior_axes.set_xlabel("time (s)")
-    posterior_axes.set_xlim(0, duration)
+    if len(features):  # low mel bins at the bottom, as a spectrogram is read
+        columns = _columns(len(features), frame_seconds, duration, panel_width)
+        shown = columns >= 0
+        bins = features.shape[1]
+        rows_of_bins = (bins - 1 - np.arange(_SPECTRUM_HEIGHT) * bins // _SPECTRUM_HEIGHT).clip(0, bins - 1)
+        values = features[columns[shown]][:, rows_of_bins].T
+        canvas[spectrum_top : spectrum_top + _SPECTRUM_HEIGHT, left : left + panel_width][:, shown] = _colour(
+            values, "magma", float(features.min()), float(features.max()))
+
+    probabilities = np.exp(log_probs) if len(log_probs) else np.zeros((0, rows), np.float32)
+    columns = _columns(len(probabilities), output_frame_seconds, duration, panel_width)
+    shown = columns >= 0
+    posterior = np.zeros((rows * _ROW_HEIGHT, panel_width, 3), np.uint8) + _palette("Blues")[0]
+    if shown.any():  # label 0 (blank) on the bottom row
+        per_row = probabilities[columns[shown]][:, ::-1].T  # (rows, shown columns), top row first
+        posterior[:, shown] = _colour(np.repeat(per_row, _ROW_HEIGHT, axis=0), "Blues", 0.0, 1.0)
+    canvas[posterior_top : posterior_top + rows * _ROW_HEIGHT, left : left + panel_width] = posterior
+
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    small, normal, letters = _font(8), _font(11), _font(11)
+    x_of = lambda seconds: left + seconds / duration * panel_width  # noqa: E731
+    row_centre = lambda label: posterior_top + (rows - 1 - label) * _ROW_HEIGHT + _ROW_HEIGHT / 2  # noqa: E731
+    draw.text((PICTURE_WIDTH / 2, 4), title or "log-mel spectrogram and CTC posteriorgram", fill="black", font=normal, anchor="mt")
+    for fraction, text in ((0.0, "0"), (0.5, str(features.shape[1] // 2 if features.ndim == 2 else 40)),
+                           (1.0, str(features.shape[1] if features.ndim == 2 else 80))):
+        y = spectrum_top + _SPECTRUM_HEIGHT * (1.0 - fraction)
+        draw.line((left - 4, y, left, y), fill="black")
+        draw.text((left - 6, y), text, fill="black", font=small, anchor="rm")
+    draw.text((4, spectrum_top + _SPECTRUM_HEIGHT / 2), "mel bin", fill="black", font=small, anchor="lm")
+    for label in range(rows):
+        draw.text((left - 6, row_centre(label)), _label_name(labels[label]), fill="black", font=small, anchor="rm")
+    draw.rectangle((left, spectrum_top, left + panel_width, spectrum_top + _SPECTRUM_HEIGHT), outline="black")
+    draw.rectangle((left, posterior_top, left + panel_width, posterior_top + rows * _ROW_HEIGHT), outline="black")
     if len(log_probs):
         best = log_probs.argmax(axis=1)
-        times = (np.arange(len(best)) + 0.5) * output_frame_seconds
+        centres = (np.arange(len(best)) + 0.5) * output_frame_seconds
         speech = best != BLANK_INDEX
-        posterior_axes.scatter(times[speech], best[speech], s=6, c="crimson", marker="s", linewidths=0)
-        # The character each run of frames emits, written where the run starts (CTC collapse).
-        starts = np.flatnonzero(speech & np.concatenate([[True], best[1:] != best[:-1]]))
-        for index in starts:
-            posterior_axes.annotate(_label_name(labels[best[index]]), (times[index], len(labels) - 0.5),
-                                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
-                                    fontsize=8, annotation_clip=False, color="crimson")
-    figure.canvas.draw()
-    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+        for frame in np.flatnonzero(speech):  # the most likely label of each frame, in red
+            x, y = x_of(centres[frame]), row_centre(int(best[frame]))
+            draw.rectangle((x - 2, y - 2, x + 2, y + 2), fill="crimson")
+        # The character each run of frames emits, written above the posteriorgram where the run starts (CTC collapse).
+        for frame in np.flatnonzero(speech & np.concatenate([[True], best[1:] != best[:-1]])):
+            draw.text((x_of(centres[frame]), posterior_top - 2), _label_name(labels[best[frame]]), fill="crimson",
+                      font=letters, anchor="mb")
+    axis_y = posterior_top + rows * _ROW_HEIGHT
+    step = next(step for step in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0) if duration / step <= 12)
+    for tick in np.arange(0.0, duration + 1e-9, step):
+        x = x_of(tick)
+        draw.line((x, axis_y, x, axis_y + 4), fill="black")
+        draw.text((x, axis_y + 6), f"{tick:g}", fill="black", font=small, anchor="mt")
+    draw.text((left + panel_width / 2, axis_y + 22), "time (s)", fill="black", font=normal, anchor="mt")
+    return np.asarray(image)

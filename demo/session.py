@@ -31,7 +31,7 @@ from asr.streaming import EndpointConfig, Partial, Recognizer, Stream, Utterance
 from asr.transcript import UtteranceRecord, record_of
 from asr.transcript import render as render_document
 from demo import render
-from demo.capacity import Admission, StreamCost, measure_stream_cost
+from demo.capacity import Admission, StreamCost
 
 log = logging.getLogger("demo")
 
@@ -44,9 +44,6 @@ CATCHING_UP_SECONDS = 1.0  # a stream with more than this queued is shown as cat
 # finished, so its slot goes to who waits. A recording tab sends chunks every 0.4 s, silence included.
 SILENT_STREAM_SECONDS = 10.0
 REAPER_SECONDS = 2.0
-# A picture costs about 0.3 s of CPU (render.utterance_picture), as much as decoding several seconds of speech; only
-# the newest is ever on the page, so while a stream is live one is drawn at most this often (the last one at the end).
-PICTURE_INTERVAL_SECONDS = 5.0
 FINISH_TIMEOUT_SECONDS = 60.0  # how long Stop waits for queued audio before giving the stream up
 SUPERSEDE_TIMEOUT_SECONDS = 2.0  # a new input waits this long for the old one's queue, then drops it
 N_BEST_REFRESH_SECONDS = 1.0  # the live n-best panel is listed at most this often (a display, not a per-frame cost)
@@ -124,7 +121,7 @@ class Engine:
 
     def __post_init__(self):
         if self.workers is None:
-            self.workers = ThreadPoolExecutor(self.admission.slots, thread_name_prefix="decode")
+            self.workers = ThreadPoolExecutor(MAX_SLOTS, thread_name_prefix="decode")  # threads start as needed: at most one per slot
         threading.Thread(target=self._reap_silent_streams, name="reaper", daemon=True).start()
 
     def _reap_silent_streams(self) -> None:
@@ -143,8 +140,8 @@ class Engine:
 
 def load_engine(model: str | None = None, lm_path: str | None = None, device: str = "auto",
                 endpoint: EndpointConfig = EndpointConfig(), slots: int | None = None) -> Engine:
-    """The one place the demo makes its Recognizer; `slots` (streams decoded at once) defaults to what this
-    machine's cores allow at the stream cost measured here and now."""
+    """The one place the demo makes its Recognizer; `slots` streams decode at once (None: one for now, until
+    handlers.load_engine has measured what a stream costs)."""
     # One intra-op thread: the decode workers and the dispatcher already keep both vCPUs busy, and
     # OpenMP threads spinning against them made steps several times slower on a shared 2-core box.
     torch.set_num_threads(int(os.environ.get("ASR_TORCH_THREADS", "1")))
@@ -154,13 +151,9 @@ def load_engine(model: str | None = None, lm_path: str | None = None, device: st
     recognizer = loaded.recognizer
     decoders = DecoderCache()
     decoders.put(settings, recognizer.beam_decoder, loaded.warnings[0] if loaded.warnings else None)
-    cost = measure_stream_cost(recognizer)
-    chosen = min(slots or cost.slots, MAX_SLOTS)
-    log.info("one stream costs %.3f CPU s per s of audio on %d cores: %d streams decode at once%s",
-             cost.cpu_seconds_per_second, cost.cores, chosen, " (set by ASR_MAX_RECORDINGS)" if slots else "")
     return Engine(recognizer, settings, decoders, device=describe_device(recognizer.device),
                   model_name=Path(str(model or DEFAULT_MODEL)).name, lm_name=Path(str(lm_path or DEFAULT_LM)).name,
-                  admission=Admission(chosen), stream_cost=cost)
+                  admission=Admission(min(slots or 1, MAX_SLOTS)))
 
 
 def describe_device(device: torch.device) -> str:
@@ -256,8 +249,7 @@ class Session:
         self.picture: np.ndarray | None = None
         self.picture_version = 0  # bumps with every new picture, so a view sends it only once
         self.picture_shown = -1  # the version the tab has
-        self._picture_drawn_at = -PICTURE_INTERVAL_SECONDS  # time.monotonic() of the stream's last picture
-        self._undrawn: tuple[Utterance, str] | None = None  # the newest finished utterance, while its picture waits
+
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.info = ""
@@ -394,9 +386,7 @@ class Session:
         self.stream_number += 1
         self.finish_when_done = False
         partial = stream.finalize()
-        newest = (partial.finished[-1], self.source) if partial.finished else self._undrawn
-        picture = self._picture(*newest) if newest is not None else None
-        self._undrawn = None
+        picture = self._picture(partial.finished[-1], self.source) if partial.finished else None
         self._absorb(partial, picture)
         self.partial, self.partial_plain, self.live_n_best, self.info = ("", None), None, [], ""
         self._release_slot()
@@ -454,11 +444,7 @@ class Session:
                         self.errors = [f"{source}: {error}"]
                     continue
                 now = time.monotonic()
-                picture = None
-                if partial.finished:
-                    self._undrawn = (partial.finished[-1], source)
-                if self._undrawn is not None and now - self._picture_drawn_at >= PICTURE_INTERVAL_SECONDS:
-                    picture, self._picture_drawn_at, self._undrawn = self._picture(*self._undrawn), now, None
+                picture = self._picture(partial.finished[-1], source) if partial.finished else None
                 n_best = None
                 if partial.finished or now - self._n_best_listed_at >= N_BEST_REFRESH_SECONDS:
                     n_best, self._n_best_listed_at = stream.live_n_best(), now  # this worker alone drives the stream

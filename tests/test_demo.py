@@ -494,7 +494,8 @@ def test_admission_serves_in_arrival_order_and_estimates_the_wait():
     while admitted != [3] and __import__("time").monotonic() < deadline:
         __import__("time").sleep(0.01)
     assert admitted == [3] and admission.holds(3) and admission.position(4) is None and admission.busy() == (2, 0)
-    assert StreamCost(0.25, 2).slots == 6 and StreamCost(0.5, 16).slots == 24 and StreamCost(5.0, 2).slots == 1
+    assert StreamCost(0.25, 2, transport=0.0).slots == 6 and StreamCost(0.2, 2, transport=0.05).slots == 6
+    assert StreamCost(0.45, 16, transport=0.05).slots == 24 and StreamCost(5.0, 2).slots == 1
 
 
 def test_a_recording_waiting_for_a_slot_keeps_its_audio_and_catches_up(tiny_checkpoint, arpa, clip):
