@@ -552,11 +552,13 @@ class BeamSearchStream:
                     partial = partial_word_score(beam[1])
                 beam[7] = beam[6] + beam[0].lm_score + partial
             return
+        known = partial_scores.get
         for beam in beams:
-            if beam[1]:
-                partial = partial_scores.get(beam[1])
+            word_part = beam[1]
+            if word_part:
+                partial = known(word_part)
                 if partial is None:
-                    partial = partial_word_score(beam[1])
+                    partial = partial_word_score(word_part)
                 beam[7] = beam[6] + (beam[0].lm_score + partial)
             else:
                 beam[7] = beam[6] + beam[0].lm_score

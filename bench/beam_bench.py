@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 from results import write_section  # noqa: E402
 
-from asr import decoding  # noqa: E402
+from asr import decoding, features, streaming  # noqa: E402
 from asr.audio import load_audio  # noqa: E402
 from asr.data.manifest import read_manifest  # noqa: E402
 from asr.evaluate import compute_log_probs, score  # noqa: E402
@@ -167,14 +167,36 @@ def run_live(recognizer, decoders: dict[str, TimedDecoder], chunks) -> dict[str,
     return costs
 
 
-def profile_live(recognizer, decoder, chunks, path: str) -> str:
-    """The 'after' stream alone under cProfile: the top functions by own time."""
+def profiled_parts() -> list[tuple[str, list]]:
+    """The pipeline's stages and the beam search's steps, as the functions whose cumulative time measures them."""
+    beam = decoding.BeamSearchStream
+    return [("whole pipeline (Stream.accept, Stream.finalize)", [streaming.Stream.accept, streaming.Stream.finalize]),
+            ("features (StreamingFeaturizer.accept)", [features.StreamingFeaturizer.accept]),
+            ("model step (Stream._run_model)", [streaming.Stream._run_model]),
+            ("greedy (GreedyStream.extend)", [decoding.GreedyStream.extend]),
+            ("beam + LM (BeamSearchStream.extend, result, finalize)", [beam.extend, beam.result, beam.finalize]),
+            ("- expansion (_expand)", [beam._expand]),
+            ("- scoring and pruning (_prune)", [beam._prune]),
+            ("- blank frames' shortcut (_pass_blank_frames)", [beam._pass_blank_frames]),
+            ("- normalize and frame_candidates", [decoding.BeamSearchDecoder.normalize, decoding.BeamSearchDecoder.frame_candidates])]
+
+
+def profile_live(recognizer, decoder, chunks, path: str) -> tuple[str, list[str]]:
+    """The 'after' stream alone under cProfile: the top functions by own time, and a table of where the time goes."""
     profiler = cProfile.Profile()
     profiler.runcall(run_live, recognizer, {"after": TimedDecoder(decoder)}, chunks)
     profiler.dump_stats(path)
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
-    return out.getvalue()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(15)
+    cumulative = {key[:3]: value[3] for key, value in stats.stats.items()}
+    rows = []
+    for name, functions in profiled_parts():
+        keys = [(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in functions]
+        rows.append((name, sum(cumulative.get(key, 0.0) for key in keys)))
+    table = ["| part | seconds under cProfile | share of the pipeline |", "| --- | ---: | ---: |"]
+    table += [f"| {name} | {seconds:.2f} | {100 * seconds / rows[0][1]:.1f} % |" for name, seconds in rows]
+    return out.getvalue(), table
 
 
 def dev_wer(manifest: str, before_module) -> list[dict]:
@@ -195,22 +217,26 @@ def dev_wer(manifest: str, before_module) -> list[dict]:
         default_texts, default_errors = default_texts or hypotheses, errors if default_errors is None else default_errors
         changed = sum(a != b for a, b in zip(hypotheses, default_texts))
         rows.append({"setting": name, **score(acoustic.references, hypotheses), "beam_cpu_per_s": cpu / acoustic.audio_seconds,
-                     "changed": changed, "wer_change_95": wer_change_interval(errors, default_errors),
+                     "changed": changed, "wer_change_95": change_interval(errors[:, :2], default_errors[:, :2]),
+                     "cer_change_95": change_interval(errors[:, 2:], default_errors[:, 2:]),
                      "utterances": len(hypotheses), "audio_s": acoustic.audio_seconds})
     return rows
 
 
 def clip_errors(references: list[str], hypotheses: list[str]) -> np.ndarray:
-    """(word errors, reference words) of each clip: what a paired bootstrap resamples."""
+    """(word errors, reference words, char errors, reference chars) of each clip: what a paired bootstrap resamples."""
     counts = []
     for reference, hypothesis in zip(references, hypotheses):
-        words = jiwer.process_words(reference, hypothesis)
-        counts.append((words.substitutions + words.deletions + words.insertions, words.hits + words.substitutions + words.deletions))
+        row = []
+        for units in (jiwer.process_words(reference, hypothesis), jiwer.process_characters(reference, hypothesis)):
+            row += [units.substitutions + units.deletions + units.insertions, units.hits + units.substitutions + units.deletions]
+        counts.append(row)
     return np.array(counts)
 
 
-def wer_change_interval(errors: np.ndarray, baseline: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95 % paired-bootstrap interval of the WER change against the baseline (clips resampled with replacement)."""
+def change_interval(errors: np.ndarray, baseline: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of the error-rate change against the baseline (clips resampled with replacement);
+    each array is (errors, reference length) per clip."""
     picks = np.random.default_rng(seed).integers(0, len(errors), (draws, len(errors)))
     change = (errors[picks, 0].sum(axis=1) - baseline[picks, 0].sum(axis=1)) / baseline[picks, 1].sum(axis=1)
     low, high = np.percentile(change, [2.5, 97.5])
@@ -231,7 +257,10 @@ def main() -> None:
              f"(shared; load average at start {load}), torch {torch.__version__} on 1 thread. Shipped model and LM, "
              f"shipped beam settings; 'before' is asr/decoding.py at {args.baseline}, 'after' the working tree's.", ""]
     if args.profile:
-        print(profile_live(recognizer, after_decoder, chunks[: len(chunks) // 2], args.profile), flush=True)
+        top, table = profile_live(recognizer, after_decoder, chunks, args.profile)
+        lines += [f"Profile: the 'after' stream alone, the same {seconds / 60:.1f} min, under cProfile (stats in {args.profile}; "
+                  "the profiler inflates Python-heavy parts such as the beam search against torch's C++):", "", *table, ""]
+        print(top, "\n".join(table), sep="\n", flush=True)
         after_decoder = decoding.BeamSearchDecoder(LABELS, shipped_options(decoding), lm_path=DEFAULT_LM)  # cold caches again
     costs = run_live(recognizer, {"before": TimedDecoder(before_decoder), "after": TimedDecoder(after_decoder)}, chunks)
     lines += [f"Live stream: {seconds / 60:.1f} min of real speech ({args.manifest}, looped) in {args.chunk_ms} ms chunks "
@@ -250,12 +279,13 @@ def main() -> None:
         rows = dev_wer(args.manifest, before)
         table = ["", f"Offline, the whole of {args.manifest} ({rows[0]['utterances']} clips, {rows[0]['audio_s'] / 60:.1f} min), "
                  "each setting on the shipped LM. 'changed': clips whose transcript differs from 'before: shipped default'; "
-                 "'WER change, 95 %': paired bootstrap over clips (2000 draws) of the WER minus that of 'before: shipped "
-                 "default', in points; an interval that holds 0 is a change within noise.", "",
-                 "| setting | WER % | CER % | WER change, 95 % | beam + LM CPU s per s | changed |",
-                 "| --- | ---: | ---: | --- | ---: | ---: |"]
+                 "'WER / CER change, 95 %': paired bootstrap over clips (2000 draws) of the error rate minus that of "
+                 "'before: shipped default', in points; an interval that holds 0 is a change within noise.", "",
+                 "| setting | WER % | CER % | WER change, 95 % | CER change, 95 % | beam + LM CPU s per s | changed |",
+                 "| --- | ---: | ---: | --- | --- | ---: | ---: |"]
         table += [f"| {row['setting']} | {100 * row['wer']:.2f} | {100 * row['cer']:.2f} | "
-                  f"{100 * row['wer_change_95'][0]:+.2f} to {100 * row['wer_change_95'][1]:+.2f} | {row['beam_cpu_per_s']:.4f} | "
+                  f"{100 * row['wer_change_95'][0]:+.2f} to {100 * row['wer_change_95'][1]:+.2f} | "
+                  f"{100 * row['cer_change_95'][0]:+.2f} to {100 * row['cer_change_95'][1]:+.2f} | {row['beam_cpu_per_s']:.4f} | "
                   f"{row['changed']} |" for row in rows]
         print("\n".join(table), flush=True)
         lines += table
