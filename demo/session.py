@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from asr.decoding import ScoredHypothesis
-from asr.features import AudioError
+from asr.features import AudioError, StreamingResampler
 from asr.pretrained import DEFAULT_LM, DEFAULT_MODEL, BeamSettings, build_beam_decoder, load_recognizer
 from asr.streaming import EndpointConfig, Partial, Recognizer, Stream, Utterance
 from asr.transcript import UtteranceRecord, record_of
@@ -47,7 +47,9 @@ REAPER_SECONDS = 2.0
 FINISH_TIMEOUT_SECONDS = 60.0  # how long Stop waits for queued audio before giving the stream up
 SUPERSEDE_TIMEOUT_SECONDS = 2.0  # a new input waits this long for the old one's queue, then drops it
 N_BEST_REFRESH_SECONDS = 1.0  # the live n-best panel is listed at most this often (a display, not a per-frame cost)
-PLAYBACK_UTTERANCES = 30  # the newest finished utterances keep their audio for playback (16-bit, at the input rate)
+PLAYBACK_SECONDS = 300.0  # the newest finished utterances keep their audio for playback, this much in all (16 kHz
+# 16-bit: 9.6 MB a tab at most); older ones lose it (their n-best and words stay)
+PLAYBACK_RATE = 16_000
 PLAYBACK_PADDING_SECONDS = 0.15  # utterance bounds come from output frames; a little margin keeps word edges audible
 RETAINED_AUDIO_SECONDS = 45.0  # audio kept for the utterance under way (endpointing closes one at 30 s)
 
@@ -179,21 +181,21 @@ class FinishedLine:
 
 
 class AudioRetainer:
-    """The recent audio of the open stream, so a finished utterance can be cut out of it for playback."""
+    """The recent audio of the open stream at 16 kHz, so a finished utterance can be cut out of it for playback."""
 
     def __init__(self):
-        self.rate: int | None = None
+        self.rate = PLAYBACK_RATE
+        self._resampler: StreamingResampler | None = None  # from the stream's input rate, carried across chunks
         self.chunks: deque[np.ndarray] = deque()  # int16 at self.rate
         self.start_seconds = 0.0  # stream time of the first kept sample
         self.kept = 0  # samples in chunks
 
     def add(self, samples: np.ndarray, rate: int) -> None:
-        if self.rate is None:
-            self.rate = rate
-        if rate != self.rate:  # a stream changing rate midway is rare: resample that chunk to the first rate
-            samples = torchaudio_resample(samples, rate, self.rate)
-        clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-        chunk = (np.nan_to_num(clipped) * 32767).astype(np.int16)
+        if self._resampler is None or self._resampler.input_rate != rate:
+            self._resampler = StreamingResampler(rate, self.rate)  # a rate change midway (rare) starts afresh
+        mono = np.nan_to_num(np.asarray(samples, dtype=np.float32))
+        resampled = self._resampler.accept(torch.from_numpy(np.ascontiguousarray(mono))).numpy()
+        chunk = (np.clip(resampled, -1.0, 1.0) * 32767).astype(np.int16)
         self.chunks.append(chunk)
         self.kept += len(chunk)
         while self.chunks and self.kept - len(self.chunks[0]) >= RETAINED_AUDIO_SECONDS * self.rate:
@@ -208,12 +210,6 @@ class AudioRetainer:
         last = int(max(0.0, end_seconds + PLAYBACK_PADDING_SECONDS - self.start_seconds) * self.rate)
         samples = np.concatenate(self.chunks)[first:last]
         return (self.rate, samples.copy()) if len(samples) else None
-
-
-def torchaudio_resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    import torchaudio
-
-    return torchaudio.functional.resample(torch.as_tensor(np.asarray(samples, dtype=np.float32)), rate, target).numpy()
 
 
 _session_ids = itertools.count(1)
@@ -494,8 +490,12 @@ class Session:
                                          plain_beam=utterance.plain_beam.text if utterance.plain_beam else None,
                                          record=record, number=self.lines_finished,
                                          audio=self._audio.cut(utterance.start_seconds, utterance.end_seconds)))
-        for old in list(self.history)[:-PLAYBACK_UTTERANCES]:
-            old.audio = None
+        kept = 0.0
+        for line in reversed(self.history):  # newest first: the oldest lose their audio once the budget is spent
+            if line.audio is not None:
+                kept += len(line.audio[1]) / line.audio[0]
+                if kept > PLAYBACK_SECONDS:
+                    line.audio = None
 
     # --- what the page asks for ----------------------------------------------------------------
 

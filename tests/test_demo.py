@@ -428,7 +428,18 @@ def test_n_best_scores_add_up_and_each_utterance_keeps_its_own(engine, clip):
     rate, samples = audio
     line = session.history[0]
     expected = (line.end_seconds - line.start_seconds + 2 * demo_session.PLAYBACK_PADDING_SECONDS) * rate
-    assert rate == 48000 and samples.dtype == np.int16 and abs(len(samples) - expected) <= 0.2 * rate
+    assert rate == demo_session.PLAYBACK_RATE and samples.dtype == np.int16 and abs(len(samples) - expected) <= 0.2 * rate
+    # It is that stretch of what was said: the second utterance's audio matches the clip there, not elsewhere.
+    second = session.history[1]
+    _, cut = handlers.on_select_line(engine, session, second.number)[2]
+    said = torchaudio.functional.resample(torch.from_numpy(clip[0]), clip[1], rate).numpy()
+    start = int(max(0.0, second.start_seconds - demo_session.PLAYBACK_PADDING_SECONDS) * rate)
+
+    def similarity(offset: int) -> float:
+        piece, heard = said[offset : offset + len(cut)], cut[: len(said) - offset].astype(np.float32) / 32767
+        return float(np.dot(piece, heard) / (np.linalg.norm(piece) * np.linalg.norm(heard) + 1e-9))
+
+    assert similarity(start) > 0.95 and similarity(start) > similarity(max(0, start - rate // 2)) + 0.2
     session, view, audio = handlers.on_select_line(engine, session, "not a number")
     assert audio is None and not notice_errors_in(view)
 
