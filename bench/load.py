@@ -217,10 +217,11 @@ class DemoServer:
     def _slots(self) -> str:
         """Streams decoded at once, as the demo's log says (this tree), else the revision's recording limit."""
         self.log.flush()
-        found = re.search(r"([\d.]+) CPU s per s of audio here \(\+([\d.]+) for Gradio's transport\) on (\d+) cores: (\d+) streams "
-                          r"decode at once", Path(self.log.name).read_text())
+        found = re.search(r"([\d.]+) CPU s per s of audio here \(\+([\d.]+) for Gradio's transport; the model ([\d.]+) of it\) "
+                          r"on (\d+) cores: (\d+) streams decode at once", Path(self.log.name).read_text())
         if found:
-            return f"{found[4]} (cost {float(found[1]):.3f} + {float(found[2]):.3f})" if not self.requested else found[4]
+            return (f"{found[5]} (cost {float(found[1]):.3f} + {float(found[2]):.3f}, model {float(found[3]):.3f})"
+                    if not self.requested else found[5])
         return str(self.requested or 4)
 
     def cpu_seconds(self) -> float:

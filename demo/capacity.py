@@ -5,7 +5,9 @@ A stream (a recording or a file) decodes only while it holds a slot. The others 
 faster than real time. Slots follow from what a stream costs on this machine (measured at start:
 a shipped example clip through a session as the browser sends it, handlers, views and pictures
 included, plus Gradio's own work per chunk) and the cores the process may use, so a bigger Space
-admits more without an edit.
+admits more without an edit, up to what one Python process can do: everything but the model's
+tensor work holds the interpreter lock, so that part of all streams shares one core however many
+there are.
 """
 
 from __future__ import annotations
@@ -35,14 +37,22 @@ class StreamCost:
     cpu_seconds_per_second: float  # CPU time one stream takes in the demo's process per second of audio, measured
     cores: int
     transport: float = TRANSPORT_CPU_SECONDS_PER_SECOND
+    model_seconds_per_second: float = 0.0  # of cpu_seconds_per_second, the model's steps (torch, without the lock)
 
     @property
     def total(self) -> float:
         return self.cpu_seconds_per_second + self.transport
 
     @property
+    def locked(self) -> float:
+        """The part that holds Python's interpreter lock: one core's worth for all streams together."""
+        return max(self.total - self.model_seconds_per_second, 1e-3)
+
+    @property
     def slots(self) -> int:
-        return max(1, math.floor(self.cores * DECODING_SHARE / max(self.total, 1e-3)))
+        by_cores = self.cores / max(self.total, 1e-3)
+        by_lock = 1.0 / self.locked
+        return max(1, math.floor(DECODING_SHARE * min(by_cores, by_lock)))
 
 
 def usable_cores() -> int:
@@ -52,12 +62,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def measure_cost(run: Callable[[], float]) -> StreamCost:
+def measure_cost(run: Callable[[], float], model_run: Callable[[], float]) -> StreamCost:
     """The CPU cost of `run` (which processes some audio and returns its seconds) per audio second, on process time:
-    every thread counts (Batch Dispatch steps the model on its own; pictures are drawn on the decode workers)."""
+    every thread counts (Batch Dispatch steps the model on its own; pictures are drawn on the decode workers); and of
+    `model_run`, the model's share of it."""
     started = time.process_time()
     seconds = run()
-    return StreamCost((time.process_time() - started) / max(seconds, 1e-9), usable_cores())
+    total = (time.process_time() - started) / max(seconds, 1e-9)
+    started = time.process_time()
+    seconds = model_run()
+    model = (time.process_time() - started) / max(seconds, 1e-9)
+    return StreamCost(total, usable_cores(), model_seconds_per_second=min(model, total))
 
 
 class Admission:

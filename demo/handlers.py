@@ -67,12 +67,31 @@ def load_engine(model: str | None = None, lm_path: str | None = None, device: st
     """The demo's engine, its decoding slots sized by what one stream costs here (measured now) unless `slots` says."""
     engine = sessions.load_engine(model, lm_path, device, endpoint, slots)
     _speak_calibration_clip(engine)  # the first pass pays for loading (LM pages, allocations), not for streaming
-    engine.stream_cost = cost = measure_cost(lambda: _speak_calibration_clip(engine))
+    engine.stream_cost = cost = measure_cost(lambda: _speak_calibration_clip(engine), lambda: _step_calibration_clip(engine))
     engine.admission.resize(min(slots or cost.slots, MAX_SLOTS))
-    log.info("one stream costs %.3f CPU s per s of audio here (+%.3f for Gradio's transport) on %d cores: %d streams "
-             "decode at once%s", cost.cpu_seconds_per_second, cost.transport, cost.cores, engine.admission.slots,
-             " (set by ASR_MAX_RECORDINGS)" if slots else "")
+    log.info("one stream costs %.3f CPU s per s of audio here (+%.3f for Gradio's transport; the model %.3f of it) on %d "
+             "cores: %d streams decode at once%s", cost.cpu_seconds_per_second, cost.transport, cost.model_seconds_per_second,
+             cost.cores, engine.admission.slots, " (set by ASR_MAX_RECORDINGS)" if slots else "")
     return engine
+
+
+def _step_calibration_clip(engine: Engine) -> float:
+    """The model alone on the calibration clip, stepped in 0.4 s chunks as a stream steps it; returns its seconds."""
+    import soundfile
+    import torch
+
+    from asr.features import compute_features
+
+    samples, rate = soundfile.read(str(CALIBRATION_CLIP), dtype="float32")
+    recognizer = engine.recognizer
+    features = compute_features(samples, rate, recognizer.feature_config).to(recognizer.device)
+    state = recognizer.model.initial_state(1, recognizer.device)
+    step = int(round(UPLOAD_CHUNK_SECONDS / recognizer.feature_config.frame_seconds))
+    step -= step % recognizer.model.config.time_subsampling
+    with torch.no_grad():
+        for start in range(0, len(features) - step + 1, step):
+            _, state = recognizer.model.step(features[None, start : start + step], state)
+    return len(samples) / rate
 
 
 def _speak_calibration_clip(engine: Engine) -> float:
