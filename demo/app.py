@@ -118,8 +118,13 @@ def build_app(engine: handlers.Engine, waiting_recordings: int = WAITING_RECORDI
                 picture = gr.Image(show_label=False, type="numpy", interactive=False, elem_id="picture",
                                    buttons=["download", "fullscreen"])
 
+        # Two hidden values the page watches: the picture is fetched only when its token changes, and the timer only
+        # moves the refresh token when a view is due. (A gr.skip() output is not free in Gradio 6: it rebuilds the
+        # component and its config on every update, which cost more than all the decoding under load.)
+        picture_token = gr.Textbox(elem_id="picture-token", elem_classes=["hidden-token"], show_label=False, container=False, interactive=False)
+        refresh_token = gr.Textbox(elem_id="refresh-token", elem_classes=["hidden-token"], show_label=False, container=False, interactive=False)
         controls = [use_lm, beam_width, alpha, beta, hotwords, compare]
-        shown = [session, transcripts, figures, notice, picture, n_best, capacity]
+        shown = [session, transcripts, figures, notice, picture_token, n_best, capacity]
 
         def read_controls(values) -> handlers.Controls:
             use, width, weight, bonus, words, third = values
@@ -128,12 +133,13 @@ def build_app(engine: handlers.Engine, waiting_recordings: int = WAITING_RECORDI
 
         def show(result: tuple[handlers.Session, handlers.View]):
             state, view = result[:2]
-            return (state, view.transcripts, view.figures, view.notice, (view.picture if view.picture_changed else gr.skip()),
-                    view.n_best, view.capacity)
+            return state, view.transcripts, view.figures, view.notice, view.picture_token, view.n_best, view.capacity
 
-        def tick(state):
-            state, view = handlers.on_tick(engine, state)
-            return show((state, view)) if view is not None else tuple(gr.skip() for _ in shown)
+        def tick(state, token):
+            return str(int(token or 0) + 1) if handlers.needs_refresh(state) else token
+
+        def refresh(state):
+            return show((state, handlers.view_of(state))) if state is not None else tuple(gr.skip() for _ in shown)
 
         def line_clicked(state, event: gr.EventData):
             data = event._data if isinstance(getattr(event, "_data", None), dict) else {}
@@ -185,7 +191,9 @@ def build_app(engine: handlers.Engine, waiting_recordings: int = WAITING_RECORDI
         microphone.start_recording(record_start, [session], shown, **quiet)
         microphone.stream(microphone_chunk, [session, microphone, *controls], shown, stream_every=STREAM_EVERY_SECONDS,
                           time_limit=MAX_RECORDING_SECONDS, concurrency_limit=engine.admission.slots + waiting_recordings, **quiet)
-        gr.Timer(TICK_SECONDS).tick(tick, [session], shown, **quiet)
+        gr.Timer(TICK_SECONDS).tick(tick, [session, refresh_token], [refresh_token], **quiet)
+        refresh_token.change(refresh, [session], shown, **quiet)
+        picture_token.change(handlers.picture_of, [session], [picture], **quiet)
         microphone.stop_recording(record_stop, [session], shown, **quiet)
         upload.change(file_chosen, [session, upload, *controls], shown, concurrency_limit=2, **quiet)
         clear.click(clear_history, [session], shown, **quiet)

@@ -60,6 +60,7 @@ class View:
     picture_changed: bool = False
     n_best: str = ""
     capacity: str = ""  # under the Record button: what pressing it will do when the demo is busy
+    picture_token: str = ""  # changes exactly when the picture does: the page fetches the picture only then
 
 
 def load_engine(model: str | None = None, lm_path: str | None = None, device: str = "auto",
@@ -203,18 +204,30 @@ def on_record_stop(engine: Engine, session: Session | None) -> tuple[Session, Vi
 
 
 def on_tick(engine: Engine, session: Session | None) -> tuple[Session | None, View | None]:
-    """The page's timer: a view when something changed that no other event shows (a stream waiting, catching up or
-    being finished by its worker; the busy notice); None (nothing to send) otherwise."""
+    """The page's timer: a view when something changed that no other event shows (see needs_refresh); None (nothing
+    to send) otherwise."""
+    return (session, view_of(session)) if needs_refresh(session) else (session, None)
+
+
+def needs_refresh(session: Session | None) -> bool:
+    """Whether the tab's view is out of date with nobody else to update it: a stream waiting for a slot, catching up or
+    being finished by its worker, one that just finished that way, or a change in the busy notice."""
     if session is None or session.closed:
-        return session, None
+        return False
     with session.lock:
         behind = session.stream is not None and (not session.admitted or session.finish_when_done
                                                  or session.queued_seconds() > CATCHING_UP_SECONDS)
         catching_up_done = session.stream is None and session.figures.get("shown_state") in ("waiting", "catching up", "finishing")
-        changed = capacity_notice(session) != session.capacity_shown
-    if not (behind or catching_up_done or changed):
-        return session, None
-    return session, view_of(session)
+        return behind or catching_up_done or capacity_notice(session) != session.capacity_shown
+
+
+def picture_of(session: Session | None) -> np.ndarray | None:
+    """The tab's current picture (fetched by the page when the view's picture_token changes)."""
+    if session is None:
+        return None
+    with session.lock:
+        session.picture_shown = session.picture_version
+        return session.picture
 
 
 def capacity_notice(session: Session) -> str:
@@ -379,7 +392,8 @@ def view_of(session: Session) -> View:
         return View(transcripts=render.transcripts_html(lines, beam_title, show_plain=show_plain), figures=render.figures_html(live),
                     notice=render.notice_html(session.errors, session.warnings, " ".join(notes)),
                     picture=session.picture if picture_changed else None, picture_changed=picture_changed,
-                    n_best=_n_best_view(session, beam_title), capacity=render.capacity_html(session.capacity_shown))
+                    n_best=_n_best_view(session, beam_title), capacity=render.capacity_html(session.capacity_shown),
+                    picture_token=f"{session.id}.{session.picture_version}")
 
 
 def _state(session: Session) -> str:

@@ -49,6 +49,7 @@ CSS = """
 #figures td { padding: 2px 12px 2px 0; }
 #notice .warning { background: #fff4ce; color: #5c4400; border-radius: 6px; padding: 6px 10px; margin: 4px 0; }
 #notice .error { background: #fde2e1; color: #7a1010; border-radius: 6px; padding: 6px 10px; margin: 4px 0; }
+.hidden-token { display: none !important; }
 #capacity .busy { background: #fff4ce; color: #5c4400; border-radius: 6px; padding: 6px 10px; margin: 4px 0; }
 #notice .info { color: var(--body-text-color-subdued, #666); margin: 4px 0; }
 """

@@ -213,7 +213,7 @@ def test_mp3_and_ogg_are_read(corpus, tiny_checkpoint, cli_recognizer):
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint):
     """No endpointing: a recording or file is one utterance, comparable with the offline decoding of the same audio."""
-    return handlers.load_engine(str(tiny_checkpoint), device="cpu", endpoint=EndpointConfig(enabled=False))
+    return handlers.load_engine(str(tiny_checkpoint), device="cpu", endpoint=EndpointConfig(enabled=False), slots=64)  # every test's streams at once
 
 
 def expected_lines(engine, samples, rate) -> list[tuple[str, str]]:

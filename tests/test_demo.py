@@ -17,6 +17,9 @@ from asr.streaming import EndpointConfig
 from demo import handlers, render, session as demo_session
 
 TINY_ARPA = word_chain_arpa([("xq", -0.6), ("dx", -0.8), ("qd", -0.9)])
+# The shared engines decode every test's streams at once: tests leave streams open (as a closed tab would until the
+# reaper), and waiting for a slot is what the admission tests below test, with engines of their own.
+ROOMY = demo_session.MAX_SLOTS
 CHUNK_SECONDS = 0.4
 UTTERANCE_SECONDS = 1.0  # forced endpoint: the random model never pauses, so utterances close on length
 
@@ -31,13 +34,13 @@ def arpa(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint, arpa):
     return handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu",
-                                endpoint=EndpointConfig(max_utterance_seconds=UTTERANCE_SECONDS))
+                                endpoint=EndpointConfig(max_utterance_seconds=UTTERANCE_SECONDS), slots=ROOMY)
 
 
 @pytest.fixture(scope="module")
 def long_endpoint_engine(tiny_checkpoint, arpa):
     """No forced split within a few seconds: a clip is one utterance, comparable with offline decoding."""
-    return handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu")
+    return handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu", slots=ROOMY)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ def test_chunk_handler_does_not_wait_for_a_slow_model(tiny_checkpoint, clip):
     """Gradio keeps only the newest chunk while a stream handler runs, so the handler must return at once."""
     import time
 
-    slow = handlers.load_engine(str(tiny_checkpoint), lm_path=None, device="cpu")
+    slow = handlers.load_engine(str(tiny_checkpoint), lm_path=None, device="cpu", slots=ROOMY)
     model_step = slow.recognizer.step_function
 
     def slow_step(features, state):
@@ -219,7 +222,7 @@ def test_decoders_are_cached_by_settings(engine, clip):
 
 def test_missing_language_model_falls_back_with_a_visible_warning(engine, tiny_checkpoint, tmp_path):
     missing = tmp_path / "nowhere.binary"
-    fallback = handlers.load_engine(str(tiny_checkpoint), lm_path=str(missing), device="cpu")
+    fallback = handlers.load_engine(str(tiny_checkpoint), lm_path=str(missing), device="cpu", slots=ROOMY)
     session, view = handlers.on_load(fallback, None, handlers.default_controls(fallback))
     assert "nowhere.binary" in view.notice and "without a language model" in view.notice
     assert 'class="warning"' in view.notice
