@@ -254,6 +254,23 @@ def _font(size: int):
     return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
 
 
+@lru_cache(maxsize=1024)
+def _stamp(text: str, size: int, colour: str, anchor: str):
+    """`text` rendered once as an RGBA image, with the offset of its corner from the anchor point: the labels repeat
+    from picture to picture, and pasting a rendered one costs a fraction of rendering it again."""
+    from PIL import Image, ImageDraw
+
+    left, top, right, bottom = _font(size).getbbox(text, anchor=anchor)
+    stamp = Image.new("RGBA", (max(1, right - left), max(1, bottom - top)), (0, 0, 0, 0))
+    ImageDraw.Draw(stamp).text((-left, -top), text, fill=colour, font=_font(size), anchor=anchor)
+    return stamp, left, top
+
+
+def _put(image, position: tuple[float, float], text: str, size: int, colour: str = "black", anchor: str = "la") -> None:
+    stamp, left, top = _stamp(text, size, colour, anchor)
+    image.paste(stamp, (int(round(position[0])) + left, int(round(position[1])) + top), stamp)
+
+
 def _colour(values: np.ndarray, palette: str, low: float, high: float) -> np.ndarray:
     scaled = np.clip((values - low) / max(high - low, 1e-9), 0.0, 1.0)
     return _palette(palette)[(scaled * 255).round().astype(np.int64)]
@@ -304,18 +321,17 @@ def utterance_picture(features: np.ndarray, log_probs: np.ndarray, frame_seconds
 
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
-    small, normal, letters = _font(8), _font(11), _font(11)
     x_of = lambda seconds: left + seconds / duration * panel_width  # noqa: E731
     row_centre = lambda label: posterior_top + (rows - 1 - label) * _ROW_HEIGHT + _ROW_HEIGHT / 2  # noqa: E731
-    draw.text((PICTURE_WIDTH / 2, 4), title or "log-mel spectrogram and CTC posteriorgram", fill="black", font=normal, anchor="mt")
+    draw.text((PICTURE_WIDTH / 2, 4), title or "log-mel spectrogram and CTC posteriorgram", fill="black", font=_font(11), anchor="mt")
     for fraction, text in ((0.0, "0"), (0.5, str(features.shape[1] // 2 if features.ndim == 2 else 40)),
                            (1.0, str(features.shape[1] if features.ndim == 2 else 80))):
         y = spectrum_top + _SPECTRUM_HEIGHT * (1.0 - fraction)
         draw.line((left - 4, y, left, y), fill="black")
-        draw.text((left - 6, y), text, fill="black", font=small, anchor="rm")
-    draw.text((4, spectrum_top + _SPECTRUM_HEIGHT / 2), "mel bin", fill="black", font=small, anchor="lm")
+        _put(image, (left - 6, y), text, 8, anchor="rm")
+    _put(image, (4, spectrum_top + _SPECTRUM_HEIGHT / 2), "mel bin", 8, anchor="lm")
     for label in range(rows):
-        draw.text((left - 6, row_centre(label)), _label_name(labels[label]), fill="black", font=small, anchor="rm")
+        _put(image, (left - 6, row_centre(label)), _label_name(labels[label]), 8, anchor="rm")
     draw.rectangle((left, spectrum_top, left + panel_width, spectrum_top + _SPECTRUM_HEIGHT), outline="black")
     draw.rectangle((left, posterior_top, left + panel_width, posterior_top + rows * _ROW_HEIGHT), outline="black")
     if len(log_probs):
@@ -327,13 +343,12 @@ def utterance_picture(features: np.ndarray, log_probs: np.ndarray, frame_seconds
             draw.rectangle((x - 2, y - 2, x + 2, y + 2), fill="crimson")
         # The character each run of frames emits, written above the posteriorgram where the run starts (CTC collapse).
         for frame in np.flatnonzero(speech & np.concatenate([[True], best[1:] != best[:-1]])):
-            draw.text((x_of(centres[frame]), posterior_top - 2), _label_name(labels[best[frame]]), fill="crimson",
-                      font=letters, anchor="mb")
+            _put(image, (x_of(centres[frame]), posterior_top - 2), _label_name(labels[best[frame]]), 11, "crimson", "mb")
     axis_y = posterior_top + rows * _ROW_HEIGHT
     step = next(step for step in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0) if duration / step <= 12)
     for tick in np.arange(0.0, duration + 1e-9, step):
         x = x_of(tick)
         draw.line((x, axis_y, x, axis_y + 4), fill="black")
-        draw.text((x, axis_y + 6), f"{tick:g}", fill="black", font=small, anchor="mt")
-    draw.text((left + panel_width / 2, axis_y + 22), "time (s)", fill="black", font=normal, anchor="mt")
+        _put(image, (x, axis_y + 6), f"{tick:g}", 8, anchor="mt")
+    _put(image, (left + panel_width / 2, axis_y + 22), "time (s)", 11, anchor="mt")
     return np.asarray(image)
