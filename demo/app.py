@@ -3,8 +3,8 @@
     python demo/app.py      # http://localhost:7860 (GRADIO_SERVER_PORT respected)
 
 ASR_MODEL, ASR_LM and ASR_DEVICE override the shipped model, the shipped LM and the device (auto);
-ASR_MAX_RECORDINGS the number of streams decoded at once (default: measured, see demo/capacity.py),
-ASR_WAITING_RECORDINGS and ASR_QUEUE_SIZE the overload limits below.
+ASR_MAX_RECORDINGS the number of streams decoded at once and ASR_WAITING_RECORDINGS the recordings that may wait
+beside them with their audio kept (defaults: measured, see demo/capacity.py), ASR_QUEUE_SIZE Gradio's queue below.
 This file is layout and wiring only: handlers.py does the work, render.py draws it.
 """
 
@@ -34,10 +34,10 @@ MAX_UPLOAD = "50mb"  # Gradio refuses bigger uploads; handlers.UPLOAD_MAX_BYTES 
 # recordings on 2 shared cores Gradio dropped 4-50 % of the chunks (one that arrives while the previous one is still
 # being handled replaces it) and words showed 12 s late. So only as many streams decode at once as the cores allow at
 # the measured cost of one (demo/capacity.py: the engine's slots); the recordings beyond them still have their chunks
-# handled (a cheap handler: the audio is kept, up to session.MAX_WAITING_SECONDS) and wait in line with their
-# position on the page, then catch up. Past the slots plus WAITING_RECORDINGS open recordings, a new one waits in
-# Gradio's queue (its audio is not kept), and past QUEUE_SIZE waiting events new ones are refused ("queue is full").
-WAITING_RECORDINGS = 16
+# handled (the audio is kept, up to session.MAX_WAITING_SECONDS) and wait in line with their position on the page,
+# then catch up. Their chunks still cost Gradio's transport, so only engine.waiting_recordings may do that; past them a
+# new recording waits in Gradio's queue (the page tells the person not to speak yet), and past QUEUE_SIZE waiting
+# events new ones are refused ("queue is full").
 QUEUE_SIZE = 32
 TICK_SECONDS = 2.0  # a waiting or catching-up tab, and the busy notice, refresh this often
 EVENTS_AT_ONCE = 4  # every other event (page load, Stop, settings, uploads at 2) per listener
@@ -61,7 +61,7 @@ def example_rows() -> tuple[list[list[str]], list[str]]:
     return [[str(EXAMPLES_DIR / e["file"])] for e in entries], [f'“{e["text"]}” ({e["voice"]})' for e in entries]
 
 
-def build_app(engine: handlers.Engine, waiting_recordings: int = WAITING_RECORDINGS) -> gr.Blocks:
+def build_app(engine: handlers.Engine) -> gr.Blocks:
     defaults = handlers.default_controls(engine)
     with gr.Blocks(title="Streaming Deep Speech 2", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -190,7 +190,7 @@ def build_app(engine: handlers.Engine, waiting_recordings: int = WAITING_RECORDI
         hotwords.blur(controls_changed, [session, *controls], shown, **quiet)
         microphone.start_recording(record_start, [session], shown, **quiet)
         microphone.stream(microphone_chunk, [session, microphone, *controls], shown, stream_every=STREAM_EVERY_SECONDS,
-                          time_limit=MAX_RECORDING_SECONDS, concurrency_limit=engine.admission.slots + waiting_recordings, **quiet)
+                          time_limit=MAX_RECORDING_SECONDS, concurrency_limit=engine.admission.slots + engine.waiting_recordings, **quiet)
         gr.Timer(TICK_SECONDS).tick(tick, [session, refresh_token], [refresh_token], **quiet)
         refresh_token.change(refresh, [session], shown, **quiet)
         picture_token.change(handlers.picture_of, [session], [picture], **quiet)
@@ -205,13 +205,13 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("demo").setLevel(logging.INFO)
     slots = _positive_int("ASR_MAX_RECORDINGS", None)
-    waiting, queue_size = _positive_int("ASR_WAITING_RECORDINGS", WAITING_RECORDINGS), _positive_int("ASR_QUEUE_SIZE", QUEUE_SIZE)
+    waiting, queue_size = _positive_int("ASR_WAITING_RECORDINGS", None), _positive_int("ASR_QUEUE_SIZE", QUEUE_SIZE)
     try:
         engine = handlers.load_engine(os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None,
-                                      os.environ.get("ASR_DEVICE") or "auto", slots=slots)
+                                      os.environ.get("ASR_DEVICE") or "auto", slots=slots, waiting=waiting)
     except (CheckpointError, DeviceError) as error:
         sys.exit(f"error: {error} (ASR_MODEL and ASR_DEVICE choose another model or device)")
-    demo = build_app(engine, waiting_recordings=waiting)
+    demo = build_app(engine)
     demo.queue(default_concurrency_limit=EVENTS_AT_ONCE, max_size=queue_size)
     demo.launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False, show_error=False)
 

@@ -64,15 +64,18 @@ class View:
 
 
 def load_engine(model: str | None = None, lm_path: str | None = None, device: str = "auto",
-                endpoint: EndpointConfig = EndpointConfig(), slots: int | None = None) -> Engine:
-    """The demo's engine, its decoding slots sized by what one stream costs here (measured now) unless `slots` says."""
+                endpoint: EndpointConfig = EndpointConfig(), slots: int | None = None, waiting: int | None = None) -> Engine:
+    """The demo's engine, its decoding slots and the recordings that may wait beside them sized by what one stream costs
+    here (measured now), unless `slots` / `waiting` say."""
     engine = sessions.load_engine(model, lm_path, device, endpoint, slots)
     _speak_calibration_clip(engine)  # the first pass pays for loading (LM pages, allocations), not for streaming
     engine.stream_cost = cost = measure_cost(lambda: _speak_calibration_clip(engine), lambda: _step_calibration_clip(engine))
     engine.admission.resize(min(slots or cost.slots, MAX_SLOTS))
+    engine.waiting_recordings = waiting or cost.waiting
     log.info("one stream costs %.3f CPU s per s of audio here (+%.3f for Gradio's transport; the model %.3f of it) on %d "
-             "cores: %d streams decode at once%s", cost.cpu_seconds_per_second, cost.transport, cost.model_seconds_per_second,
-             cost.cores, engine.admission.slots, " (set by ASR_MAX_RECORDINGS)" if slots else "")
+             "cores: %d streams decode at once%s, %d more may wait with their audio kept", cost.cpu_seconds_per_second,
+             cost.transport, cost.model_seconds_per_second, cost.cores, engine.admission.slots,
+             " (set by ASR_MAX_RECORDINGS)" if slots else "", engine.waiting_recordings)
     return engine
 
 
@@ -166,6 +169,7 @@ def on_record_start(engine: Engine, session: Session | None) -> tuple[Session, V
     with session.lock:
         session.errors = []
         session.microphone_stopped_at = None
+        session.record_pressed_at = time.monotonic()  # until its first chunk comes, the recording may be in Gradio's queue
     return session, view_of(session)
 
 
@@ -174,6 +178,8 @@ def on_microphone_chunk(engine: Engine, session: Session | None, audio, controls
     session = _live(engine, session)
     if audio is None or _after_stop(session):
         return session, view_of(session)
+    with session.lock:
+        session.record_pressed_at = None  # the recording's stream event runs
     sample_rate, samples = audio
     try:  # a chunk no stream could take (no rate, not an array) is refused here, before it is queued
         samples = to_mono_float32(samples, sample_rate)
@@ -198,6 +204,7 @@ def on_record_stop(engine: Engine, session: Session | None) -> tuple[Session, Vi
     session = _live(engine, session)
     with session.lock:
         session.microphone_stopped_at = time.monotonic()
+        session.record_pressed_at = None
         if session.source == MICROPHONE:
             session.finish_stream()
     return session, view_of(session)
@@ -230,18 +237,32 @@ def picture_of(session: Session | None) -> np.ndarray | None:
         return session.picture
 
 
+QUEUED_AFTER_SECONDS = 1.5  # Record pressed this long ago and no chunk yet: the recording sits in Gradio's queue
+
+
 def capacity_notice(session: Session) -> str:
-    """What pressing Record would do now: nothing to say while a slot is free."""
-    admission = session.engine.admission
+    """What pressing Record would do now, or what a pressed Record is waiting for; nothing while a slot is free."""
+    engine, admission = session.engine, session.engine.admission
     if session.stream is not None:
         return ""
     in_use, waiting = admission.busy()
+    pressed = session.record_pressed_at
+    if pressed is not None and time.monotonic() - pressed > QUEUED_AFTER_SECONDS:  # every place, line included, is taken
+        ahead = sum(1 for other in list(engine.sessions) if other is not session and other.stream is None
+                    and other.record_pressed_at is not None and other.record_pressed_at < pressed)
+        wait = admission.estimated_wait(waiting + ahead + 1)
+        return (f"Your recording is queued: every transcription slot and every place in line is taken ({ahead} queued "
+                f"before you). Don't speak yet: what you say before it starts is not kept. It starts by itself when a place "
+                f"frees ({_wait_in_words(wait)}); this notice then goes away.")
     if in_use < admission.slots and not waiting:
         return ""
     wait = admission.estimated_wait(waiting + 1)
-    return (f"Busy: all {admission.slots} live transcription slots are in use"
-            + (f" and {waiting} recording{'s' if waiting != 1 else ''} {'are' if waiting != 1 else 'is'} waiting" if waiting else "")
-            + f". Press Record now and you will be {_ordinal(waiting + 1)} in line ({_wait_in_words(wait)}); what you say "
+    busy = (f"Busy: all {admission.slots} live transcription slots are in use"
+            + (f" and {waiting} recording{'s' if waiting != 1 else ''} {'are' if waiting != 1 else 'is'} waiting" if waiting else ""))
+    if waiting >= engine.waiting_recordings:
+        return (f"{busy}, which is as many as can wait. Press Record now and your recording is queued until a place frees "
+                f"({_wait_in_words(wait)}): what you say before it starts is not kept, so wait for the go-ahead here.")
+    return (f"{busy}. Press Record now and you will be {_ordinal(waiting + 1)} in line ({_wait_in_words(wait)}); what you say "
             f"meanwhile is kept (up to {MAX_WAITING_SECONDS:.0f} s) and transcribed when your turn comes.")
 
 

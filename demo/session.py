@@ -116,6 +116,7 @@ class Engine:
     model_name: str
     lm_name: str
     admission: Admission = field(default_factory=lambda: Admission(4))
+    waiting_recordings: int = 4  # recordings that may wait in line with their audio kept (the app's stream limit adds them)
     stream_cost: StreamCost | None = None  # what sized the admission, when it was measured
     workers: ThreadPoolExecutor | None = None  # one thread per slot: only streams holding a slot decode
 
@@ -255,6 +256,7 @@ class Session:
         self.finish_when_done = False  # Stop came while audio was still queued: the worker finishes the stream
         self.audio_not_kept = 0.0  # seconds of audio refused while waiting too long for a slot
         self.capacity_shown = ""  # the busy notice the tab has, so a timer tick sends only changes
+        self.record_pressed_at: float | None = None  # Record pressed, its first chunk not yet here (time.monotonic)
         self._queue: deque[tuple[int, np.ndarray, int]] = deque()  # (stream number, samples, sample rate)
         self._draining = False
 

@@ -509,10 +509,11 @@ def test_admission_serves_in_arrival_order_and_estimates_the_wait():
         __import__("time").sleep(0.01)
     assert admitted == [3] and admission.holds(3) and admission.position(4) is None and admission.busy() == (2, 0)
     # Cores bound the whole cost; one core bounds the part outside the model (it holds the interpreter lock).
-    assert StreamCost(0.25, 2, transport=0.0, model_seconds_per_second=0.2).slots == 6  # 0.75 * 2 / 0.25
-    assert StreamCost(0.25, 2, transport=0.0).slots == 3  # 0.75 * 1 / 0.25: all of it under the lock
-    assert StreamCost(0.45, 16, transport=0.05, model_seconds_per_second=0.45).slots == 15  # 0.75 / 0.05
+    assert StreamCost(0.25, 2, transport=0.0, model_seconds_per_second=0.2).slots == 4  # 0.6 * 2 / 0.25
+    assert StreamCost(0.25, 2, transport=0.0).slots == 2  # 0.6 * 1 / 0.25: all of it under the lock
+    assert StreamCost(0.45, 16, transport=0.05, model_seconds_per_second=0.45).slots == 12  # 0.6 / 0.05
     assert StreamCost(5.0, 2).slots == 1
+    assert StreamCost(0.1, 2, transport=0.05).waiting == 3  # 0.15 / 0.05: waiting costs the transport alone
 
 
 def test_a_recording_waiting_for_a_slot_keeps_its_audio_and_catches_up(tiny_checkpoint, arpa, clip):
@@ -563,3 +564,22 @@ def test_waiting_audio_is_bounded_and_the_page_says_what_was_not_kept(tiny_check
     handlers.close_session(first)
     handlers.close_session(second)
     assert engine.admission.busy() == (0, 0)
+
+
+def test_past_the_line_the_page_says_not_to_speak_yet(tiny_checkpoint, arpa, clip, monkeypatch):
+    """One slot and one place in line: a third recording sits in Gradio's queue (no chunk reaches it), and its page, and
+    an idle page, say that what is said before it starts is not kept."""
+    monkeypatch.setattr(handlers, "QUEUED_AFTER_SECONDS", 0.0)
+    engine = handlers.load_engine(str(tiny_checkpoint), lm_path=str(arpa), device="cpu", slots=1, waiting=1)
+    chunks, _ = as_browser_chunks(*clip)
+    first, _ = handlers.on_microphone_chunk(engine, None, chunks[0], controls())
+    second, view = handlers.on_microphone_chunk(engine, None, chunks[0], controls())
+    assert "you are 1st in line" in view.notice
+    idle, view = handlers.on_load(engine, None, controls())
+    assert "as many as can wait" in view.capacity and "not kept" in view.capacity
+    third, view = handlers.on_record_start(engine, None)  # its stream event is queued: no chunk comes
+    assert "Your recording is queued" in view.capacity and "speak yet" in view.capacity
+    third, view = handlers.on_microphone_chunk(engine, third, chunks[0], controls())  # a place freed: it runs
+    assert view.capacity == ""
+    for session in (first, second, third, idle):
+        handlers.close_session(session)
