@@ -205,7 +205,7 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("demo").setLevel(logging.INFO)
     slots = _positive_int("ASR_MAX_RECORDINGS", None)
-    waiting, queue_size = _positive_int("ASR_WAITING_RECORDINGS", None), _positive_int("ASR_QUEUE_SIZE", QUEUE_SIZE)
+    waiting, queue_size = _positive_int("ASR_WAITING_RECORDINGS", None, least=0), _positive_int("ASR_QUEUE_SIZE", QUEUE_SIZE)
     try:
         engine = handlers.load_engine(os.environ.get("ASR_MODEL") or None, os.environ.get("ASR_LM") or None,
                                       os.environ.get("ASR_DEVICE") or "auto", slots=slots, waiting=waiting)
@@ -216,12 +216,12 @@ def main() -> None:
     demo.launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False, show_error=False)
 
 
-def _positive_int(name: str, default: int | None) -> int | None:
+def _positive_int(name: str, default: int | None, least: int = 1) -> int | None:
     value = os.environ.get(name) or (None if default is None else str(default))
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1:
-        sys.exit(f"error: {name} must be a positive whole number, got {value!r}")
+    if not value.isdigit() or int(value) < least:
+        sys.exit(f"error: {name} must be a whole number of at least {least}, got {value!r}")
     return int(value)
 
 
