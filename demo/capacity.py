@@ -23,8 +23,9 @@ from typing import Callable
 
 # Shares of the budget (the cores, and the one core's worth of interpreter lock): decoding streams take DECODING_SHARE,
 # recordings waiting in line with their audio kept WAITING_SHARE (each costs Gradio's transport: its chunks still come
-# in), the rest is headroom. bench/load.py (bench/RESULTS.md "Load"): with every recording decoding at once past this
-# budget, or 7 more waiting beside 9 decoding, Gradio dropped chunks on 2 cores.
+# in), the rest is headroom. bench/load.py (bench/RESULTS.md "Load", 2 cores shared with the bench's own clients): at
+# 0.6 + 0.15 (7 decoding + 3 waiting) 16 clients lost 3 of 918 chunks; at 0.7 (9 + 3) they lost 93, with 7 more
+# waiting beside 9 decoding 240.
 DECODING_SHARE = 0.6
 WAITING_SHARE = 0.15
 TYPICAL_RECORDING_SECONDS = 20.0  # the wait estimate's prior, until recordings have been seen
