@@ -24,10 +24,10 @@ from typing import Callable
 # Shares of the budget (the cores, and the one core's worth of interpreter lock): decoding streams take DECODING_SHARE,
 # recordings waiting in line with their audio kept WAITING_SHARE (each costs Gradio's transport: its chunks still come
 # in), the rest is headroom. bench/load.py (bench/RESULTS.md "Load", 2 cores shared with the bench's own clients): at
-# 0.6 + 0.15 (7 decoding + 3 waiting) 16 clients lost 3 of 918 chunks; at 0.7 (9 + 3) they lost 93, with 7 more
-# waiting beside 9 decoding 240.
-DECODING_SHARE = 0.6
-WAITING_SHARE = 0.15
+# 0.65 + 0.1 (9 decoding + 2 waiting) 16 clients kept every chunk; at 0.7 + 0.15 (9 + 3) they lost 93 of 918, with
+# 7 waiting beside 9 decoding 240.
+DECODING_SHARE = 0.65
+WAITING_SHARE = 0.1
 TYPICAL_RECORDING_SECONDS = 20.0  # the wait estimate's prior, until recordings have been seen
 RECENT_WEIGHT = 0.2  # how fast the typical recording length follows the recordings finished
 CALIBRATION_CLIP = Path(__file__).resolve().parent / "examples" / "example-5-espeak-en-us_grandpa.wav"

@@ -509,11 +509,11 @@ def test_admission_serves_in_arrival_order_and_estimates_the_wait():
         __import__("time").sleep(0.01)
     assert admitted == [3] and admission.holds(3) and admission.position(4) is None and admission.busy() == (2, 0)
     # Cores bound the whole cost; one core bounds the part outside the model (it holds the interpreter lock).
-    assert StreamCost(0.25, 2, transport=0.0, model_seconds_per_second=0.2).slots == 4  # 0.6 * 2 / 0.25
-    assert StreamCost(0.25, 2, transport=0.0).slots == 2  # 0.6 * 1 / 0.25: all of it under the lock
-    assert StreamCost(0.45, 16, transport=0.05, model_seconds_per_second=0.45).slots == 12  # 0.6 / 0.05
+    assert StreamCost(0.25, 2, transport=0.0, model_seconds_per_second=0.2).slots == 5  # 0.65 * 2 / 0.25
+    assert StreamCost(0.25, 2, transport=0.0).slots == 2  # 0.65 * 1 / 0.25: all of it under the lock
+    assert StreamCost(0.45, 16, transport=0.05, model_seconds_per_second=0.45).slots == 13  # 0.65 / 0.05
     assert StreamCost(5.0, 2).slots == 1
-    assert StreamCost(0.1, 2, transport=0.05).waiting == 3  # 0.15 / 0.05: waiting costs the transport alone
+    assert StreamCost(0.1, 2, transport=0.05).waiting == 2  # 0.1 / 0.05: waiting costs the transport alone
 
 
 def test_a_recording_waiting_for_a_slot_keeps_its_audio_and_catches_up(tiny_checkpoint, arpa, clip):
