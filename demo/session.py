@@ -4,6 +4,8 @@ A Session owns its tab's Stream. Audio is queued and fed to the Stream by a work
 the event handler that receives a microphone chunk returns at once: Gradio keeps only the newest
 chunk while a stream handler is busy, and a handler that waited for the model would lose audio
 whenever the machine falls behind (an LM loading, a picture drawing, another tab talking).
+A worker feeds it only while the session holds one of the engine's decoding slots
+(demo/capacity.py); until then the audio waits in the queue, bounded, and is decoded on admission.
 """
 
 from __future__ import annotations
