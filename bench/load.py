@@ -5,8 +5,9 @@ the app itself; default: the shipped ones). Each client is one gradio_client ses
 what a browser tab does: the page-load event, Record, then the microphone stream on the same
 streaming connection the browser uses (the first chunk joins the queue, later chunks are posted
 to /gradio_api/stream/<event id>, answers come back on the session's SSE stream), then Stop.
-Every client speaks a different stretch of the synthetic test set (data/synth/test.jsonl; clips
-made with espeak-ng without it), as 48 kHz int16 WAV chunks of 0.4 s sent in real time.
+Every client speaks a different stretch of a manifest's clips (--manifest; default the synthetic test set,
+data/synth/test.jsonl; clips made with espeak-ng without it), as 48 kHz int16 WAV chunks of 0.4 s sent
+in real time.
 
 Per N it prints, over all chunks of all clients:
   answer: from the moment a chunk was complete (its last sample spoken) to the page update it
@@ -19,12 +20,15 @@ Then it checks every client got its own transcript: the final greedy and beam te
 within --max-cer (greedy) and --max-beam-cer (beam) of what the demo's pipeline says for that
 client's audio when nothing else runs (one endpointing Stream in this process, fed the same
 chunks), nearer to it than to any other client's, every chunk answered, with no error on the
-page and no failed event. A client beyond the
-app's recording limit waits in Gradio's queue (Record joins with a silent chunk; it speaks once
-its stream starts); one the full queue refuses is counted as refused. --without-limit runs the
-largest N again with the recording limit lifted, side by side.
+page and no failed event. A client beyond the app's open recordings (decoding slots plus the line)
+waits in Gradio's queue (Record joins with a silent chunk; it speaks once its stream starts); one the
+full queue refuses is counted as refused; one that waited in the line with its audio kept and stopped
+before its turn asks for the view until its stream is finished. --without-limit runs the largest N
+again with every recording decoding at once; --baseline REV runs each N against the demo at git
+revision REV too, side by side; --third-column switches on the beam search without the LM.
 
-    nice -n 10 .venv/bin/python bench/load.py [--clients 1,4,16] [--seconds 8] [--without-limit] [--write-results]
+    nice -n 10 .venv/bin/python bench/load.py [--clients 1,4,16] [--seconds 8] [--manifest M] [--baseline REV]
+                                              [--third-column] [--without-limit] [--write-results]
 """
 
 from __future__ import annotations
