@@ -222,7 +222,7 @@ class DemoServer:
         """Streams decoded at once, as the demo's log says (this tree), else the revision's recording limit."""
         self.log.flush()
         found = re.search(r"([\d.]+) CPU s per s of audio here \(\+([\d.]+) for Gradio's transport; the model ([\d.]+) of it\) "
-                          r"on (\d+) cores: (\d+) streams decode at once[^,]*, (\d+) more may wait", Path(self.log.name).read_text())
+                          r"on ([\d.]+) cores: (\d+) streams decode at once[^,]*, (\d+) more may wait", Path(self.log.name).read_text())
         if found:
             return (f"{found[5]} + {found[6]} waiting (cost {float(found[1]):.3f} + {float(found[2]):.3f}, model {float(found[3]):.3f})"
                     if not self.requested else f"{found[5]} + {found[6]} waiting")

@@ -39,7 +39,7 @@ TRANSPORT_CPU_SECONDS_PER_SECOND = 0.05
 @dataclass(frozen=True)
 class StreamCost:
     cpu_seconds_per_second: float  # CPU time one stream takes in the demo's process per second of audio, measured
-    cores: int
+    cores: float
     transport: float = TRANSPORT_CPU_SECONDS_PER_SECOND
     model_seconds_per_second: float = 0.0  # of cpu_seconds_per_second, the model's steps (torch, without the lock)
 
@@ -65,11 +65,30 @@ class StreamCost:
         return max(1, math.floor(WAITING_SHARE / max(self.transport, 1e-3) + 1e-9))
 
 
-def usable_cores() -> int:
+def usable_cores(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
+    """The cores' worth of CPU time this process may use: its CPU affinity, capped by a container's CPU quota where
+    there is one (a hosted container often sees all of the host's cores but may use only its quota of them)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root)
+    return min(float(cores), quota) if quota is not None else float(cores)
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of time the cgroup may use: cgroup v2's cpu.max ("200000 100000"), or v1's cfs quota / period."""
+    try:
+        if (root / "cpu.max").is_file():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        quota_file, period_file = root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"
+        if quota_file.is_file() and period_file.is_file():
+            quota, period = int(quota_file.read_text()), int(period_file.read_text())
+            return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def measure_cost(run: Callable[[], float], model_run: Callable[[], float], repeats: int = 3) -> StreamCost:

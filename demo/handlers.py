@@ -72,7 +72,7 @@ def load_engine(model: str | None = None, lm_path: str | None = None, device: st
     engine.stream_cost = cost = measure_cost(lambda: _speak_calibration_clip(engine), lambda: _step_calibration_clip(engine))
     engine.admission.resize(min(slots or cost.slots, MAX_SLOTS))
     engine.waiting_recordings = cost.waiting if waiting is None else waiting
-    log.info("one stream costs %.3f CPU s per s of audio here (+%.3f for Gradio's transport; the model %.3f of it) on %d "
+    log.info("one stream costs %.3f CPU s per s of audio here (+%.3f for Gradio's transport; the model %.3f of it) on %g "
              "cores: %d streams decode at once%s, %d more may wait with their audio kept", cost.cpu_seconds_per_second,
              cost.transport, cost.model_seconds_per_second, cost.cores, engine.admission.slots,
              " (set by ASR_MAX_RECORDINGS)" if slots else "", engine.waiting_recordings)

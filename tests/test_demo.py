@@ -583,3 +583,20 @@ def test_past_the_line_the_page_says_not_to_speak_yet(tiny_checkpoint, arpa, cli
     assert view.capacity == ""
     for session in (first, second, third, idle):
         handlers.close_session(session)
+
+
+def test_a_containers_cpu_quota_caps_the_cores(tmp_path):
+    from demo.capacity import usable_cores
+
+    affinity = usable_cores(tmp_path)  # no quota files: the affinity alone
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # one and a half CPUs' worth of time
+    assert usable_cores(tmp_path) == min(affinity, 1.5)
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1: one CPU
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(tmp_path) == 1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert usable_cores(tmp_path) == affinity
