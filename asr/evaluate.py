@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -125,10 +126,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_beam_arguments(parser)
 
 
+def read_scoring_manifest(path: str, limit: int = 0) -> list[ManifestEntry]:
+    """The utterances to score; a ValueError naming the file for a missing, malformed or empty manifest, since a WER over
+    nothing is not a number anyone should read."""
+    try:
+        entries = read_manifest(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: manifest not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the manifest ({error})") from None
+    if not entries:
+        raise ValueError(f"{path}: the manifest lists no utterances")
+    return entries[:limit] if limit else entries
+
+
+def acoustic_output_or_exit(args: argparse.Namespace) -> AcousticOutput | None:
+    """The manifest's log-probs, or None after printing one line saying why not (a bad manifest or audio file: each
+    utterance counts in the score, so one that cannot be read stops the run rather than being skipped)."""
+    try:
+        return compute_log_probs(args.model, read_scoring_manifest(args.manifest, args.limit), args.device)
+    except ValueError as error:  # AudioError is one: its message names the audio file
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
-    entries = read_manifest(args.manifest)
-    entries = entries[: args.limit] if args.limit else entries
-    acoustic = compute_log_probs(args.model, entries, args.device)
+    acoustic = acoustic_output_or_exit(args)
+    if acoustic is None:
+        return 2
+    entries = acoustic.references
     rows = evaluate(acoustic, beam_settings_from(args), by_group=args.by_folder)
     print(json.dumps(rows) if args.json else format_table(rows))
     print(f"{len(entries)} utterances, {acoustic.audio_seconds / 3600:.2f} h of audio, manifest {args.manifest}")

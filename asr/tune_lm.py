@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
+import sys
 from dataclasses import replace
 
 import jiwer
 from tqdm import tqdm
 
-from asr.data.manifest import read_manifest
 from asr.device import DEVICE_CHOICES
-from asr.evaluate import compute_log_probs, decode_all
+from asr.evaluate import acoustic_output_or_exit, decode_all
 from asr.pretrained import build_beam_decoder
 from asr.transcribe import add_beam_arguments, beam_settings_from
 
@@ -41,16 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    entries = read_manifest(args.manifest)
-    entries = entries[: args.limit] if args.limit else entries
-    acoustic = compute_log_probs(args.model, entries, args.device)
+    acoustic = acoustic_output_or_exit(args)
+    if acoustic is None:
+        return 2
+    entries = acoustic.references
     base = beam_settings_from(args)
     pairs = candidate_pairs([float(a) for a in args.alphas.split(",")], [float(b) for b in args.betas.split(",")], args.trials, args.seed)
     results = []
     for alpha, beta in tqdm(pairs, desc="alpha/beta", mininterval=2):
         decoder, warning = build_beam_decoder(replace(base, alpha=alpha, beta=beta))
         if warning:
-            print(f"error: {warning}")
+            print(f"error: {warning}", file=sys.stderr)
             return 2
         hypotheses, _ = decode_all(decoder, acoustic.log_probs)
         results.append((jiwer.wer(acoustic.references, hypotheses), jiwer.cer(acoustic.references, hypotheses), alpha, beta))

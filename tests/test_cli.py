@@ -146,3 +146,26 @@ def test_transcript_documents_txt_srt_json(tiny_checkpoint, spoken_clip, tmp_pat
     assert text.stdout.splitlines() == [u["best"] for u in utterances]
     clash = run_cli("transcribe", "--format", "txt", "--json", "--model", tiny_checkpoint, spoken_clip)
     assert clash.returncode == 2 and "choose one" in clash.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "tune-lm"])
+def test_scoring_a_bad_manifest_says_why_in_one_line(command, tiny_checkpoint, spoken_clip, tmp_path):
+    """A WER over nothing, or over the clips that happened to load, is not a figure: each case stops with its reason."""
+    import soundfile as sf
+
+    from asr.data.manifest import ManifestEntry, write_manifest
+
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "malformed.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF not really a wave file")
+    write_manifest(tmp_path / "corrupt.jsonl", [ManifestEntry(spoken_clip, sf.info(str(spoken_clip)).duration, "a clip"),
+                                                ManifestEntry(corrupt, 1.0, "a corrupt clip")])
+    expected = {"missing.jsonl": "manifest not found", "empty.jsonl": "lists no utterances",
+                "malformed.jsonl": "missing field", "corrupt.jsonl": "corrupt.wav: not a readable audio file"}
+    for manifest, reason in expected.items():
+        result = run_cli(command, tmp_path / manifest, "--model", tiny_checkpoint, "--beam-width", 4, "--no-lm")
+        assert result.returncode == 2, (manifest, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and reason in errors[0], (manifest, result.stderr)
