@@ -154,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
     acoustic = acoustic_output_or_exit(args)
     if acoustic is None:
         return 2
-    entries = acoustic.references
     rows = evaluate(acoustic, beam_settings_from(args), by_group=args.by_folder)
     print(json.dumps(rows) if args.json else format_table(rows))
-    print(f"{len(entries)} utterances, {acoustic.audio_seconds / 3600:.2f} h of audio, manifest {args.manifest}")
+    print(f"{len(acoustic.references)} utterances, {acoustic.audio_seconds / 3600:.2f} h of audio, manifest {args.manifest}")
     return 0

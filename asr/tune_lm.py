@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     acoustic = acoustic_output_or_exit(args)
     if acoustic is None:
         return 2
-    entries = acoustic.references
     base = beam_settings_from(args)
     pairs = candidate_pairs([float(a) for a in args.alphas.split(",")], [float(b) for b in args.betas.split(",")], args.trials, args.seed)
     results = []
@@ -60,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
     for wer, cer, alpha, beta in results[:10]:
         print(f"{alpha:>6.3g} {beta:>6.3g} {100 * wer:>7.2f} {100 * cer:>7.2f}")
     wer, cer, alpha, beta = results[0]
-    print(f"best: --alpha {alpha:g} --beta {beta:g} (WER {100 * wer:.2f} %, CER {100 * cer:.2f} % on {len(entries)} utterances)")
+    print(f"best: --alpha {alpha:g} --beta {beta:g} (WER {100 * wer:.2f} %, CER {100 * cer:.2f} % on {len(acoustic.references)} utterances)")
     return 0
