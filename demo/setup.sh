@@ -30,8 +30,9 @@ stamp=.venv/.installed-$(cat requirements.txt tests/requirements.txt | sha1sum |
 if [[ ! -f $stamp ]]; then
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   echo "setup: installing Python packages into .venv (torch is large: several minutes on a fresh machine)"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r "${requirements[0]}"
+  # --no-cache-dir: torch's CUDA wheels are several GB; a cached copy beside the installed one can fill a small disk
+  .venv/bin/pip install -q --no-cache-dir --upgrade pip
+  .venv/bin/pip install -q --no-cache-dir -r "${requirements[0]}"
   touch "$stamp"
 fi
 
