@@ -425,11 +425,12 @@ class BrowserTab:
                 self.completed |= kind == "process_completed"
 
     def _absorb(self, data: list, now: float) -> None:
-        """A page update: it answers the newest chunk posted before it (Gradio keeps only the newest waiting chunk)."""
+        """A page update: it answers the oldest chunk posted and not yet answered (the demo's chunk gate hands Gradio
+        one chunk at a time, in order; a chunk Gradio dropped anyway leaves the last one unanswered)."""
         waiting = [i for i in self.sent if not self.answered[i]]
         if waiting:
-            self.answered[waiting[-1]] = True
-            self.result.answer_ms.append(1000 * (now - self.due[waiting[-1]]))
+            self.answered[waiting[0]] = True
+            self.result.answer_ms.append(1000 * (now - self.due[waiting[0]]))
         self._check_notice(data[self.outputs["notice"]])
         figures_html = data[self.outputs["figures"]]
         processed = figure(figures_html if isinstance(figures_html, str) else "", "Audio processed")

@@ -59,7 +59,7 @@ def perplexity(model: kenlm.Model, sentences: Iterable[str]) -> Perplexity:
 
 
 def held_out_sentences(split: str = "dev") -> list[str]:
-    """The fortune sentences of one held-out split: what the default LM is measured on."""
+    """The fortune sentences of one held-out split: what the fortunes LM was chosen on."""
     from asr.data.sentences import sentences_by_split
 
     return sentences_by_split()[split]

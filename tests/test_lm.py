@@ -390,6 +390,10 @@ def test_shipped_default_lm_loads_and_fits_the_size_budget():
     assert model.order == metadata["options"]["order"]
     assert binary.stat().st_size + unigrams.stat().st_size < 10 * 1000 * 1000
     assert metadata["options"]["exclude_splits"] == ["dev", "test"]
+    assert metadata["vocabulary_size"] >= 60_000  # a general-English vocabulary, not the fortunes' 18.7k words
+    assert {"real/dev", "real/test", "lmtext/tatoeba", "lmtext/gutenberg"} <= set(metadata["perplexity"])  # measured, recorded
+    if any("CC BY" in source for source in metadata["sources"]):
+        assert "Tatoeba" in (DEFAULT_LM_DIR / "NOTICE").read_text()  # the attribution its licence asks for
 
 
 def test_shipped_unigrams_match_the_lm_vocabulary():
