@@ -7,8 +7,9 @@ meanwhile: audio silently missing from the middle of a recording (seen: a handle
 chunks; the browser test's waiting page heard half a second of garble after its catch-up). The browser posts each chunk
 without waiting for an answer, so the fix belongs on the server: this ASGI middleware queues the posts of one event in
 arrival order and lets each through only when the slot is empty. The close that ends a recording queues behind its
-chunks the same way, so the last words are decoded too. What it cannot mend: until the stream event has started,
-the page records but sends nothing (seen: the second 0.4 s chunk of every recording never leaves the browser).
+chunks the same way, so the last words are decoded too. What it cannot mend: Gradio's audio component drops the chunks
+it records while its stream is 'waiting' (submitted, not yet started): 0.4-0.8 s after the first chunk of every
+recording never leaves the browser (seen in tests/test_chunk_gate.py).
 
 Held chunks cost a request each and are bounded by MAX_HOLD_SECONDS; after that a chunk goes through as Gradio would
 have taken it. The middleware reads Gradio's event objects (`find_event`), which is version-bound: gradio is pinned in
