@@ -140,7 +140,7 @@ def read_scoring_manifest(path: str, limit: int = 0) -> list[ManifestEntry]:
     return entries[:limit] if limit else entries
 
 
-def acoustic_output_or_exit(args: argparse.Namespace) -> AcousticOutput | None:
+def acoustic_output_or_none(args: argparse.Namespace) -> AcousticOutput | None:
     """The manifest's log-probs, or None after printing one line saying why not (a bad manifest or audio file: each
     utterance counts in the score, so one that cannot be read stops the run rather than being skipped)."""
     try:
@@ -151,7 +151,7 @@ def acoustic_output_or_exit(args: argparse.Namespace) -> AcousticOutput | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    acoustic = acoustic_output_or_exit(args)
+    acoustic = acoustic_output_or_none(args)
     if acoustic is None:
         return 2
     rows = evaluate(acoustic, beam_settings_from(args), by_group=args.by_folder)

@@ -24,8 +24,7 @@ class BeamSettings:
     lm_path: str | None = None  # None: the shipped default LM
     beam_width: int = 32
     # Tuned with `python -m asr tune-lm data/real/dev.jsonl` on the shipped model (stage 37) and the general-English
-    # LM (2026-12-07): real dev WER 72.80 %. Its 100k-word vocabulary makes more, rarer words reachable, so it wants a
-    # larger word bonus than the fortunes LM did (alpha 0.5, beta 1: 73.05 % with that LM; lm/README.md).
+    # LM (2026-12-07): real dev WER 72.80 %; the fortunes LM's own best was alpha 0.5, beta 1 (73.05 %, lm/README.md).
     alpha: float = 0.75
     beta: float = 3.0
     hotwords: tuple[str, ...] = ()

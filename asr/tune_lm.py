@@ -15,7 +15,7 @@ import jiwer
 from tqdm import tqdm
 
 from asr.device import DEVICE_CHOICES
-from asr.evaluate import acoustic_output_or_exit, decode_all
+from asr.evaluate import acoustic_output_or_none, decode_all
 from asr.pretrained import build_beam_decoder
 from asr.transcribe import add_beam_arguments, beam_settings_from
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    acoustic = acoustic_output_or_exit(args)
+    acoustic = acoustic_output_or_none(args)
     if acoustic is None:
         return 2
     base = beam_settings_from(args)

@@ -20,12 +20,11 @@ if str(REPO_ROOT) not in sys.path:  # `python demo/app.py` (and Hugging Face Spa
     sys.path.insert(0, str(REPO_ROOT))
 
 import gradio as gr  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
 
 from asr.checkpoint import CheckpointError  # noqa: E402
 from asr.device import DeviceError  # noqa: E402
 from demo import handlers, render  # noqa: E402
-from demo.chunk_gate import ChunkGate, gradio_event_finder  # noqa: E402
+from demo.chunk_gate import gate_middleware  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 STREAM_EVERY_SECONDS = 0.4
@@ -216,12 +215,7 @@ def main() -> None:
     demo = build_app(engine)
     demo.queue(default_concurrency_limit=EVENTS_AT_ONCE, max_size=queue_size)
     demo.launch(css=render.CSS, max_file_size=MAX_UPLOAD, ssr_mode=False, show_error=False,
-                app_kwargs={"middleware": [chunk_gate_middleware(demo)]})
-
-
-def chunk_gate_middleware(demo: gr.Blocks) -> Middleware:
-    """Gradio drops a streamed chunk that arrives while the handler still runs the previous one: see chunk_gate.py."""
-    return Middleware(ChunkGate, find_event=gradio_event_finder(demo))
+                app_kwargs={"middleware": [gate_middleware(demo)]})  # no microphone chunk lost to a busy handler
 
 
 def _positive_int(name: str, default: int | None, least: int = 1) -> int | None:

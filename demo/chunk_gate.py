@@ -1,15 +1,15 @@
 """Holds each streamed microphone chunk at the door until Gradio has taken the one before it.
 
 Gradio (6.31) keeps one slot per streaming event: `POST .../stream/{event_id}` overwrites the event's data, and the
-event's loop takes whatever sits there once the handler's previous call returns. A call slower than `stream_every`
-(a busy CPU, a decoder being built, the GIL held by a beam search catching up) therefore loses the chunks that arrived
+event's loop takes whatever sits there once the handler's previous call returns. A call slower than `stream_every` (a
+busy CPU, a decoder being built, the GIL held by a beam search catching up) therefore loses the chunks that arrived
 meanwhile: audio silently missing from the middle of a recording (seen: a handler stalled 1.3 s lost two of its 0.4 s
-chunks; the browser test's waiting page heard half a second of garble after its catch-up). The browser posts each chunk
-without waiting for an answer, so the fix belongs on the server: this ASGI middleware queues the posts of one event in
-arrival order and lets each through only when the slot is empty. The close that ends a recording queues behind its
-chunks the same way, so the last words are decoded too. What it cannot mend: Gradio's audio component drops the chunks
-it records while its stream is 'waiting' (submitted, not yet started): 0.4-0.8 s after the first chunk of every
-recording never leaves the browser (seen in tests/test_chunk_gate.py).
+chunks; likely why the browser test's waiting page once heard half a second of garble after its catch-up). The
+browser posts each chunk without waiting for an answer, so the fix belongs on the server: this ASGI middleware queues
+the posts of one event in arrival order and lets each through only when the slot is empty. The close that ends a
+recording queues behind its chunks the same way, so the last words are decoded too. What it cannot mend: Gradio's
+audio component drops the chunks it records while its stream is 'waiting' (submitted, not yet started): 0.4-0.8 s
+after the first chunk of every recording never leaves the browser (seen in tests/test_chunk_gate.py).
 
 Held chunks cost a request each and are bounded by MAX_HOLD_SECONDS; after that a chunk goes through as Gradio would
 have taken it. The middleware reads Gradio's event objects (`find_event`), which is version-bound: gradio is pinned in
@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from starlette.middleware import Middleware
 
 STREAM_POST = re.compile(r"/stream/([0-9a-f]{32})(/close)?$")
 POLL_SECONDS = 0.005
@@ -48,7 +50,7 @@ class ChunkGate:
         self.app = app
         self.find_event = find_event
         self._doors: dict[str, _Door] = {}
-        self.held_seconds = 0.0  # how long chunks waited at the door in all (for the server log and the tests)
+        self.held_seconds = 0.0  # how long chunks waited at the door in all (read by the tests)
 
     async def __call__(self, scope, receive, send) -> None:
         match = STREAM_POST.search(scope.get("path", "")) if scope["type"] == "http" and scope.get("method") == "POST" else None
@@ -91,6 +93,7 @@ class ChunkGate:
             await asyncio.sleep(POLL_SECONDS)
 
 
-def gradio_event_finder(blocks) -> Callable[[str], Any]:
-    """The lookup Gradio's own stream route uses (its queue's event table), for a launched Blocks."""
-    return lambda event_id: blocks._queue.event_ids_to_events.get(event_id)
+def gate_middleware(blocks) -> Middleware:
+    """The gate for a Blocks, for `launch(app_kwargs={"middleware": [...]})`: it finds events as Gradio's own stream
+    route does, in the queue's event table."""
+    return Middleware(ChunkGate, find_event=lambda event_id: blocks._queue.event_ids_to_events.get(event_id))

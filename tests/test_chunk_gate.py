@@ -10,12 +10,7 @@ that stops doing so is noticed and the gate can go); with it no sample goes miss
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +20,7 @@ import torch
 import torchaudio
 
 from tests.conftest import REPO_ROOT
-from tests.test_demo_e2e import CHROMIUM, RAW_MICROPHONE, free_port
+from tests.test_demo_e2e import CHROMIUM, RAW_MICROPHONE, fake_microphone_arguments, serving
 
 from demo.chunk_gate import ChunkGate
 
@@ -48,7 +43,7 @@ APP = """
 import sys, time
 import numpy as np
 import gradio as gr
-from demo.app import chunk_gate_middleware
+from demo.chunk_gate import gate_middleware
 chunk_folder, stream_every, gated = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "gated"
 calls = []
 def chunk(audio):
@@ -63,7 +58,7 @@ with gr.Blocks() as demo:
     microphone = gr.Audio(sources=["microphone"], streaming=True, elem_id="microphone")
     microphone.stream(chunk, [microphone], None, stream_every=stream_every, time_limit=60)
 demo.queue()
-demo.launch(ssr_mode=False, app_kwargs={"middleware": [chunk_gate_middleware(demo)]} if gated else None)
+demo.launch(ssr_mode=False, app_kwargs={"middleware": [gate_middleware(demo)]} if gated else None)
 """ % (", ".join(map(str, STALLED_CALLS)), STALL_S)
 
 
@@ -97,28 +92,11 @@ def missing_between_chunks(tmp_path: Path, gated: bool) -> tuple[list[int], int]
     chunk_folder, app_path = tmp_path / "chunks", tmp_path / "app.py"
     chunk_folder.mkdir()
     app_path.write_text(APP)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "HF_HUB_OFFLINE": "1"}
-    server_log = tmp_path / "server.log"
-    with open(server_log, "w") as out:
-        server = subprocess.Popen([sys.executable, str(app_path), str(chunk_folder), str(STREAM_EVERY_S), "gated" if gated else "plain"],
-                                  cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server_log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(url, timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, server_log.read_text()[-3000:]
-                time.sleep(0.5)
-        args = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={tmp_path / 'clip.wav'}%noloop", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-gpu"]
+    with serving([str(app_path), str(chunk_folder), str(STREAM_EVERY_S), "gated" if gated else "plain"],
+                 tmp_path / "server.log", tmp_path / "gradio", timeout=120) as url:
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, timeout=60_000)
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=fake_microphone_arguments(tmp_path / "clip.wav"),
+                                                 timeout=60_000)
             page = browser.new_page()
             page.add_init_script(RAW_MICROPHONE)  # the samples as the file has them, so each chunk can be found
             page.goto(url)
@@ -128,11 +106,8 @@ def missing_between_chunks(tmp_path: Path, gated: bool) -> tuple[list[int], int]
             page.locator("#microphone").get_by_role("button", name="Stop").click()
             time.sleep(2 * STALL_S + 2)  # chunks held at the gate are still delivered after Stop
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
     files = sorted(chunk_folder.glob("*.npy"))
-    assert len(files) > max(STALLED_CALLS), f"only {len(files)} chunks came:\n{server_log.read_text()[-3000:]}"
+    assert len(files) > max(STALLED_CALLS), f"only {len(files)} chunks came:\n{(tmp_path / 'server.log').read_text()[-3000:]}"
     rates = {int(file.stem.split("-")[1]) for file in files}
     assert len(rates) == 1, [file.name for file in files]
     rate = rates.pop()
